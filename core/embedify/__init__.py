@@ -1,0 +1,133 @@
+"""embedify: text embeddings from any provider through one engine.
+
+    >>> import embedify
+    >>> model = embedify.get_model("fake")
+    >>> model.embed(["hello", "world"]).shape
+    (2, 64)
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embedify.engine import EmbeddingResult, ItemReport, Report
+    from embedify.errors import (
+        AuthenticationError,
+        BadResponseError,
+        BatchTooLargeError,
+        ConfigurationError,
+        EmbeddingJobError,
+        EmbedifyError,
+        InputTooLongError,
+        InvalidRequestError,
+        ModelNotFoundError,
+        PermanentError,
+        ProviderError,
+        QuotaExceededError,
+        RateLimitError,
+        TransientError,
+        UnknownModelError,
+    )
+    from embedify.hookspecs import hookimpl
+    from embedify.model import (
+        ROLES,
+        EmbeddingModel,
+        Limits,
+        ModelInfo,
+        ModelOptions,
+        RemoteOptions,
+        Role,
+        estimate_tokens,
+    )
+    from embedify.registry import get_model, register_model
+    from embedify.similarity import cosine_similarity, similarity, top_k
+    from embedify.throttle import observe_rate_limit_headers, retry_after_from_headers
+
+# Attributes load on first use, so ``import embedify`` stays fast and imports no numpy,
+# pydantic or provider SDK until something needs them.
+_LAZY = {
+    "AuthenticationError": "embedify.errors",
+    "BadResponseError": "embedify.errors",
+    "BatchTooLargeError": "embedify.errors",
+    "ConfigurationError": "embedify.errors",
+    "EmbeddingJobError": "embedify.errors",
+    "EmbeddingModel": "embedify.model",
+    "EmbeddingResult": "embedify.engine",
+    "EmbedifyError": "embedify.errors",
+    "InputTooLongError": "embedify.errors",
+    "InvalidRequestError": "embedify.errors",
+    "ItemReport": "embedify.engine",
+    "Limits": "embedify.model",
+    "ModelInfo": "embedify.model",
+    "ModelNotFoundError": "embedify.errors",
+    "ModelOptions": "embedify.model",
+    "PermanentError": "embedify.errors",
+    "ProviderError": "embedify.errors",
+    "QuotaExceededError": "embedify.errors",
+    "ROLES": "embedify.model",
+    "RateLimitError": "embedify.errors",
+    "RemoteOptions": "embedify.model",
+    "Report": "embedify.engine",
+    "Role": "embedify.model",
+    "TransientError": "embedify.errors",
+    "UnknownModelError": "embedify.errors",
+    "cosine_similarity": "embedify.similarity",
+    "estimate_tokens": "embedify.model",
+    "get_model": "embedify.registry",
+    "hookimpl": "embedify.hookspecs",
+    "observe_rate_limit_headers": "embedify.throttle",
+    "register_model": "embedify.registry",
+    "retry_after_from_headers": "embedify.throttle",
+    "similarity": "embedify.similarity",
+    "top_k": "embedify.similarity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'embedify' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [
+    "ROLES",
+    "AuthenticationError",
+    "BadResponseError",
+    "BatchTooLargeError",
+    "ConfigurationError",
+    "EmbeddingJobError",
+    "EmbeddingModel",
+    "EmbeddingResult",
+    "EmbedifyError",
+    "InputTooLongError",
+    "InvalidRequestError",
+    "ItemReport",
+    "Limits",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "ModelOptions",
+    "PermanentError",
+    "ProviderError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RemoteOptions",
+    "Report",
+    "Role",
+    "TransientError",
+    "UnknownModelError",
+    "cosine_similarity",
+    "estimate_tokens",
+    "get_model",
+    "hookimpl",
+    "observe_rate_limit_headers",
+    "register_model",
+    "retry_after_from_headers",
+    "similarity",
+    "top_k",
+]

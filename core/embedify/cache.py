@@ -1,0 +1,115 @@
+"""A persistent embedding cache in SQLite, safe to share between processes.
+
+Keys are a hash of the model fingerprint, the role and the text, so changing anything that
+changes the vectors (model, revision, dimensions, normalisation, role mapping) misses the cache
+instead of returning stale vectors. The engine writes each finished request in its own
+transaction, so an interrupted job loses at most the requests in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedify.config import cache_dir
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    key BLOB PRIMARY KEY,
+    dimension INTEGER NOT NULL,
+    vector BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+_SELECT_CHUNK = 500
+
+
+def default_cache_path() -> Path:
+    return cache_dir() / "embeddings.sqlite3"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a SQLite file for concurrent use by several processes (WAL, busy timeout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+class EmbeddingCache:
+    """Vectors by (model fingerprint, role, text)."""
+
+    _open: dict[Path, EmbeddingCache] = {}
+    _open_lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection = connect(path)
+        with self._connection:
+            self._connection.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, where: bool | Path | str) -> EmbeddingCache:
+        """The cache at ``where`` (``True`` for the user cache), shared within the process."""
+        path = default_cache_path() if where is True else Path(str(where))
+        path = path.expanduser().resolve()
+        with cls._open_lock:
+            if path not in cls._open:
+                cls._open[path] = cls(path)
+            return cls._open[path]
+
+    @staticmethod
+    def key(fingerprint: str, role: str, text: str) -> bytes:
+        digest = hashlib.sha256()
+        for part in (fingerprint, role, text):
+            encoded = part.encode("utf-8")
+            digest.update(len(encoded).to_bytes(8, "little"))
+            digest.update(encoded)
+        return digest.digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray[Any, Any] | None]:
+        found: dict[bytes, np.ndarray[Any, Any]] = {}
+        with self._lock:
+            for start in range(0, len(keys), _SELECT_CHUNK):
+                chunk = keys[start : start + _SELECT_CHUNK]
+                rows = self._connection.execute(
+                    f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for key, blob in rows:
+                    found[key] = np.frombuffer(blob, dtype="<f4")
+        return [found.get(key) for key in keys]
+
+    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray[Any, Any]) -> None:
+        little_endian = np.ascontiguousarray(vectors, dtype="<f4")
+        rows = [
+            (key, little_endian.shape[1], row.tobytes()) for key, row in zip(keys, little_endian)
+        ]
+        with self._lock, self._connection:
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO embeddings (key, dimension, vector) VALUES (?, ?, ?)", rows
+            )
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            (count,) = self._connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        size = sum(
+            p.stat().st_size
+            for p in self.path.parent.glob(self.path.name + "*")
+            if p.is_file()
+        )
+        return {"entries": int(count), "bytes": size}
+
+    def clear(self) -> int:
+        with self._lock, self._connection:
+            deleted = self._connection.execute("DELETE FROM embeddings").rowcount
+        with self._lock:
+            self._connection.execute("VACUUM")
+        return int(deleted)

@@ -1,0 +1,139 @@
+"""Error types shared by the engine and every provider.
+
+Providers translate their SDK's exceptions into these, so the engine can decide, in one place,
+what to retry (``TransientError``), what to split (``BatchTooLargeError``), what to truncate
+(``InputTooLongError``) and what to give up on (``PermanentError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embedify.engine import Report
+
+
+class EmbedifyError(Exception):
+    """Base class of every error embedify raises on purpose."""
+
+
+class ConfigurationError(EmbedifyError, ValueError):
+    """A model name, option or environment setting is wrong; the message says how to fix it."""
+
+
+class UnknownModelError(ConfigurationError, LookupError):
+    """A model name did not resolve to a registered provider or model."""
+
+
+class ProviderError(EmbedifyError):
+    """A provider request failed. ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientError(ProviderError):
+    """Worth retrying after a delay: timeouts, dropped connections, 5xx, overload."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class RateLimitError(TransientError):
+    """The provider asked us to slow down (429). The engine also lowers its concurrency."""
+
+
+class PermanentError(ProviderError):
+    """Retrying the same request cannot succeed.
+
+    ``stops_job`` marks errors that every other request would hit too (bad key, unknown model,
+    exhausted quota): the engine then stops sending requests instead of failing each one.
+    """
+
+    stops_job = False
+
+
+class InvalidRequestError(PermanentError):
+    """The provider rejected this request's content (400/422 that is not about size)."""
+
+
+class AuthenticationError(PermanentError):
+    """Missing or rejected credentials (401/403)."""
+
+    stops_job = True
+
+
+class ModelNotFoundError(PermanentError):
+    """The provider does not serve this model or deployment (404)."""
+
+    stops_job = True
+
+
+class QuotaExceededError(PermanentError):
+    """The account's quota or credit is exhausted: waiting will not help."""
+
+    stops_job = True
+
+
+class BatchTooLargeError(ProviderError):
+    """The provider rejected the request as too large; the engine splits it and retries."""
+
+
+class InputTooLongError(ProviderError):
+    """An input exceeds the model's token limit.
+
+    ``index`` is the position in the caller's input when known, ``tokens`` the count when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        index: int | None = None,
+        tokens: int | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.index = index
+        self.tokens = tokens
+
+
+class BadResponseError(PermanentError):
+    """The provider answered with something that is not a valid embedding batch."""
+
+
+class EmbeddingJobError(EmbedifyError):
+    """Some items could not be embedded even after retries.
+
+    Nothing that succeeded is lost: ``partial`` holds every finished vector (rows of failed
+    items are NaN), it was written to the cache when one is enabled, and ``failures`` maps each
+    failed input index to its error.
+    """
+
+    def __init__(
+        self,
+        failures: Mapping[int, ProviderError],
+        partial: np.ndarray[Any, Any],
+        report: Report,
+    ) -> None:
+        self.failures = dict(failures)
+        self.partial = partial
+        self.report = report
+        reasons: dict[str, list[int]] = {}
+        for index, error in sorted(self.failures.items()):
+            reasons.setdefault(f"{type(error).__name__}: {error}", []).append(index)
+        lines = [
+            f"{len(self.failures)} of {len(partial)} inputs failed "
+            f"({len(partial) - len(self.failures)} succeeded and are kept in .partial):"
+        ]
+        for reason, indices in reasons.items():
+            shown = ", ".join(map(str, indices[:10])) + (" ..." if len(indices) > 10 else "")
+            lines.append(f"  inputs [{shown}]: {reason}")
+        super().__init__("\n".join(lines))

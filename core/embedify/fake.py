@@ -1,0 +1,61 @@
+"""A deterministic, dependency-free test double: ``get_model("fake")``.
+
+Its vectors are NOT embeddings: each is derived from a hash of the text's words, so equal
+texts give equal vectors, texts sharing words are somewhat similar, and nothing about meaning
+is captured. Use it in tests and examples where a real model would be slow or need a network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import ClassVar
+
+import numpy as np
+
+from embedify.hookspecs import hookimpl
+from embedify.model import EmbeddingModel, Limits, ModelOptions, Role, Vectors
+
+_WORD = re.compile(r"\w+")
+
+
+class FakeOptions(ModelOptions):
+    max_concurrency: int | None = 1
+
+
+class FakeEmbeddingModel(EmbeddingModel):
+    """Hashed bag of words. The model id is the dimension: ``fake:64``."""
+
+    provider: ClassVar[str] = "fake"
+    default_model_id: ClassVar[str | None] = "64"
+    options_class = FakeOptions
+    matryoshka = True
+    normalized = True
+    limits = Limits(max_inputs_per_request=256, max_tokens_per_input=512)
+    role_mapping = {
+        "document": "prefix 'document:'",
+        "query": "prefix 'query:'",
+        "classification": "prefix 'classification:'",
+        "clustering": "prefix 'clustering:'",
+    }
+
+    def __init__(self, model_id: str | None = None, **options: object) -> None:
+        super().__init__(model_id, **options)
+        if not self.model_id.isdigit() or int(self.model_id) < 1:
+            raise ValueError(f"fake model ids are dimensions like 'fake:64', not {self.model_id!r}")
+        self.dimension = int(self.model_id)
+
+    def embed_batch(self, texts: list[str], role: Role) -> Vectors:
+        assert self.dimension is not None
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in [role, *_WORD.findall(text.lower())]:
+                seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                vectors[row] += np.random.default_rng(seed).standard_normal(self.dimension)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors
+
+
+@hookimpl
+def register_models(register: object) -> None:
+    register("fake", FakeEmbeddingModel, default_model="64")  # type: ignore[operator]

@@ -1,0 +1,325 @@
+"""The provider protocol: one base class, one method to implement.
+
+A provider subclasses :class:`EmbeddingModel`, declares what the model is (dimension, limits,
+how each role is expressed) as data, and implements ``embed_batch`` (or ``aembed_batch`` for a
+native async client). Planning, retries, throttling, truncation, caching and reporting are the
+engine's job, so every provider gets them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from embedify.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from embedify.engine import EmbeddingResult
+
+Role = Literal["document", "query", "classification", "clustering"]
+ROLES: tuple[Role, ...] = ("document", "query", "classification", "clustering")
+Truncate = Literal["error", "end", "start"]
+Vectors = np.ndarray[Any, np.dtype[np.float32]]
+
+
+class ModelOptions(BaseModel):
+    """Options every model accepts. Providers extend this class with their own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    dimensions: int | None = Field(None, gt=0, description="Output dimension.")
+    normalize: bool | None = Field(
+        None, description="L2-normalise outputs; None keeps the model's own behaviour."
+    )
+    batch_size: int | None = Field(
+        None, gt=0, description="Most inputs per request (LlamaIndex's embed_batch_size)."
+    )
+    max_concurrency: int | None = Field(None, gt=0, description="Most requests in flight.")
+    truncate: Truncate = Field(
+        "end", description="Over-long inputs: 'error', or cut at the 'end' or the 'start'."
+    )
+    timeout: float | None = Field(60.0, gt=0, description="Seconds per request.")
+    max_retries: int = Field(6, ge=0, description="Retries of a transient failure.")
+    requests_per_minute: float | None = Field(None, gt=0, description="Client-side RPM budget.")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Client-side TPM budget.")
+    cache: bool | Path | None = Field(
+        None, description="True for the user cache, a path for a cache file, None for no cache."
+    )
+    show_progress: bool = Field(False, description="Show a progress bar for long jobs.")
+
+
+class RemoteOptions(ModelOptions):
+    """Options of every model served over the network."""
+
+    api_key: SecretStr | None = Field(None, description="Secret key; never printed or logged.")
+    base_url: str | None = Field(None, description="Server URL, for proxies and compatible servers.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+
+class Limits(BaseModel):
+    """What one request may hold. ``None`` means the provider sets no limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_inputs_per_request: int | None = None
+    max_tokens_per_request: int | None = None
+    max_tokens_per_input: int | None = None
+
+
+class ModelInfo(BaseModel):
+    """Everything known about a model before the first call (see ``EmbeddingModel.info``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model_id: str
+    revision: str | None
+    dimension: int | None
+    output_dimension: int | None
+    allowed_dimensions: tuple[int, ...] | None
+    dimensions_mode: Literal["native", "matryoshka", "fixed"]
+    limits: Limits
+    roles: Mapping[str, str]
+    native_async: bool
+    normalized: bool
+    output_dtypes: tuple[str, ...]
+    exact_token_count: bool
+    max_concurrency: int
+
+    def fingerprint(self) -> str:
+        """Stable identity of the vectors this model produces (keys the cache and collections)."""
+        import hashlib
+        import json
+
+        identity = {
+            "provider": self.provider,
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "dimension": self.output_dimension,
+            "normalized": self.normalized,
+            "roles": dict(sorted(self.roles.items())),
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        return f"{self.provider}:{self.model_id}@{digest[:16]}"
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token count for providers without a local tokenizer.
+
+    BPE tokenizers average about four bytes of English per token; three bytes over-counts
+    English and stays near one token per character for CJK text, so limits are kept.
+    """
+    return math.ceil(len(text.encode("utf-8")) / 3)
+
+
+class EmbeddingModel:
+    """Base class of every embedding model.
+
+    Subclasses set the class attributes that describe the model (or set them on the instance in
+    ``__init__`` from a table of known models) and implement exactly one of ``embed_batch`` and
+    ``aembed_batch``. Users call ``embed``/``embed_documents``/``embed_query`` and their async
+    twins, which run through the engine.
+    """
+
+    provider: ClassVar[str] = "custom"
+    default_model_id: ClassVar[str | None] = None
+    options_class: ClassVar[type[ModelOptions]] = ModelOptions
+
+    # Capabilities, as data.
+    dimension: int | None = None
+    allowed_dimensions: tuple[int, ...] | None = None
+    supports_dimensions: bool = False  # the provider sends ``dimensions`` natively
+    matryoshka: bool = False  # the first k components are a valid k-dimensional embedding
+    normalized: bool = False  # outputs are unit-length without our help
+    limits: Limits = Limits()
+    role_mapping: Mapping[str, str] = {"document": "plain text", "query": "plain text"}
+    output_dtypes: tuple[str, ...] = ("float32",)
+    default_max_concurrency: int = 8
+    truncates_natively: bool = False  # the provider cuts over-long inputs itself
+    exact_token_count: bool = False  # count_tokens uses the model's own tokenizer
+    revision: str | None = None
+
+    def __init__(self, model_id: str | None = None, **options: Any) -> None:
+        resolved = model_id or self.default_model_id
+        if not resolved:
+            raise ConfigurationError(f"{type(self).__name__} needs a model id.")
+        self.model_id: str = resolved
+        try:
+            self.options = self.options_class(**options)
+        except ValidationError as error:
+            raise ConfigurationError(_explain_options(type(self).__name__, error)) from None
+        self._engine_state: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if (
+            cls.embed_batch is EmbeddingModel.embed_batch
+            and cls.aembed_batch is EmbeddingModel.aembed_batch
+        ):
+            raise TypeError(f"{cls.__name__} must implement embed_batch or aembed_batch.")
+
+    # -- what a provider implements ------------------------------------------------------------
+
+    def embed_batch(self, texts: list[str], role: Role) -> Vectors:
+        """Embed one request's worth of texts for ``role``; return float32 ``(len(texts), d)``.
+
+        The engine guarantees the batch respects ``limits`` and that ``role`` is one of
+        ``role_mapping``'s keys. Raise the errors of :mod:`embedify.errors` on failure.
+        """
+        return asyncio.run(self.aembed_batch(texts, role))
+
+    async def aembed_batch(self, texts: list[str], role: Role) -> Vectors:
+        """Native async variant of ``embed_batch``; the default runs it in a worker thread."""
+        return await asyncio.to_thread(self.embed_batch, texts, role)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text; override with the model's tokenizer for exact counts."""
+        return [estimate_tokens(text) for text in texts]
+
+    def truncate_text(self, text: str, max_tokens: int, side: Literal["end", "start"]) -> str:
+        """Cut ``text`` to at most ``max_tokens`` tokens, removing from ``side``.
+
+        The default keeps a proportional share of the characters, which errs short like
+        ``estimate_tokens``; tokenizer-backed providers override it to cut exactly.
+        """
+        (tokens,) = self.count_tokens([text])
+        keep = max(1, math.floor(len(text) * max_tokens / max(tokens, 1)))
+        while keep > 1 and self.count_tokens([_cut(text, keep, side)])[0] > max_tokens:
+            keep = math.floor(keep * 0.9)
+        return _cut(text, keep, side)
+
+    async def prepare(self) -> None:
+        """Called once before the first request; servers that publish limits fill them here."""
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo:
+        """Capabilities and limits, known before the first call."""
+        if self.supports_dimensions:
+            mode: Literal["native", "matryoshka", "fixed"] = "native"
+        elif self.matryoshka:
+            mode = "matryoshka"
+        else:
+            mode = "fixed"
+        return ModelInfo(
+            provider=self.provider,
+            model_id=self.model_id,
+            revision=self.revision,
+            dimension=self.dimension,
+            output_dimension=self.options.dimensions or self.dimension,
+            allowed_dimensions=self.allowed_dimensions,
+            dimensions_mode=mode,
+            limits=self.limits,
+            roles=dict(self.role_mapping),
+            native_async=type(self).aembed_batch is not EmbeddingModel.aembed_batch,
+            normalized=bool(self.options.normalize) or self.normalized,
+            output_dtypes=self.output_dtypes,
+            exact_token_count=self.exact_token_count,
+            max_concurrency=self.options.max_concurrency or self.default_max_concurrency,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.provider}:{self.model_id}>"
+
+    # -- the public API ------------------------------------------------------------------------
+
+    @overload
+    def embed(self, texts: str, role: Role = ..., *, as_list: Literal[False] = ...) -> Vectors: ...
+    @overload
+    def embed(
+        self, texts: Sequence[str], role: Role = ..., *, as_list: Literal[False] = ...
+    ) -> Vectors: ...
+    @overload
+    def embed(
+        self, texts: str | Sequence[str], role: Role = ..., *, as_list: Literal[True]
+    ) -> list[Any]: ...
+
+    def embed(
+        self, texts: str | Sequence[str], role: Role = "document", *, as_list: bool = False
+    ) -> Vectors | list[Any]:
+        """Embed ``texts`` for ``role``: a ``(n, d)`` float32 array, or ``(d,)`` for one string."""
+        result = self.embed_with_report(_as_batch(texts), role)
+        return _shape(result.vectors, single=isinstance(texts, str), as_list=as_list)
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Embed passages to be searched (``role="document"``)."""
+        return self.embed(_reject_str(texts), "document")
+
+    def embed_query(self, text: str) -> Vectors:
+        """Embed one search query (``role="query"``); returns a ``(d,)`` vector."""
+        return self.embed(text, "query")
+
+    def embed_with_report(self, texts: Sequence[str], role: Role = "document") -> EmbeddingResult:
+        """Like ``embed``, and also return the :class:`~embedify.engine.Report` of the job."""
+        from embedify.engine import run_sync
+
+        return run_sync(self.aembed_with_report(texts, role))
+
+    async def aembed(
+        self, texts: str | Sequence[str], role: Role = "document", *, as_list: bool = False
+    ) -> Vectors | list[Any]:
+        """Async ``embed``; never blocks the event loop."""
+        result = await self.aembed_with_report(_as_batch(texts), role)
+        return _shape(result.vectors, single=isinstance(texts, str), as_list=as_list)
+
+    async def aembed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Async ``embed_documents``."""
+        result = await self.aembed_with_report(_reject_str(texts), "document")
+        return result.vectors
+
+    async def aembed_query(self, text: str) -> Vectors:
+        """Async ``embed_query``."""
+        result = await self.aembed_with_report([text], "query")
+        return result.vectors[0]
+
+    async def aembed_with_report(
+        self, texts: Sequence[str], role: Role = "document"
+    ) -> EmbeddingResult:
+        """Async ``embed_with_report``."""
+        from embedify.engine import embed_job
+
+        return await embed_job(self, texts, role)
+
+
+def _cut(text: str, keep: int, side: Literal["end", "start"]) -> str:
+    return text[:keep] if side == "end" else text[len(text) - keep :]
+
+
+def _as_batch(texts: str | Sequence[str]) -> Sequence[str]:
+    return [texts] if isinstance(texts, str) else texts
+
+
+def _reject_str(texts: Sequence[str]) -> Sequence[str]:
+    if isinstance(texts, str):
+        raise TypeError(
+            "embed_documents takes a list of texts, not one string; "
+            "wrap it in a list or call embed(text)."
+        )
+    return texts
+
+
+def _shape(vectors: Vectors, *, single: bool, as_list: bool) -> Vectors | list[Any]:
+    out = vectors[0] if single else vectors
+    return out.tolist() if as_list else out
+
+
+def _explain_options(owner: str, error: ValidationError) -> str:
+    lines = [f"Invalid options for {owner}:"]
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "options"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  {where}: not an option of this model")
+        else:
+            lines.append(f"  {where}: {problem['msg']}")
+    return "\n".join(lines)

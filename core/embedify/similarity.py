@@ -1,0 +1,118 @@
+"""Similarity between vectors: cosine (the default), dot product and euclidean distance.
+
+Everything works in float32 and in chunks of the corpus, so scoring a million vectors does not
+allocate a million-by-million anything, and ``top_k`` uses ``argpartition`` per chunk instead
+of sorting every score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+Metric = Literal["cosine", "dot", "euclidean"]
+Array = np.ndarray[Any, Any]
+DEFAULT_CHUNK = 65_536
+
+
+def _as_matrix(vectors: Array | list[Any], name: str) -> tuple[Array, bool]:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        return array[None, :], True
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be one vector (d,) or a matrix (n, d); got {array.shape}")
+    return array, False
+
+
+def _normalized(array: Array) -> Array:
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return array / norms
+
+
+def _scores(queries: Array, corpus: Array, metric: Metric) -> Array:
+    """Higher is more similar for every metric (euclidean is returned negated here)."""
+    if metric == "cosine":
+        return _normalized(queries) @ _normalized(corpus).T
+    if metric == "dot":
+        return queries @ corpus.T
+    if metric == "euclidean":
+        squared = (
+            (queries**2).sum(axis=1)[:, None]
+            - 2 * (queries @ corpus.T)
+            + (corpus**2).sum(axis=1)[None, :]
+        )
+        return -np.sqrt(np.maximum(squared, 0.0))
+    raise ValueError(f"unknown metric {metric!r}; use 'cosine', 'dot' or 'euclidean'")
+
+
+def similarity(a: Array | list[Any], b: Array | list[Any], metric: Metric = "cosine") -> Array:
+    """Pairwise scores between ``a`` and ``b``: a float for two vectors, else a matrix.
+
+    Cosine and dot: higher is more similar. Euclidean: the distance (lower is more similar).
+    """
+    left, left_single = _as_matrix(a, "a")
+    right, right_single = _as_matrix(b, "b")
+    if left.shape[1] != right.shape[1]:
+        raise ValueError(f"dimensions differ: {left.shape[1]} vs {right.shape[1]}")
+    scores = _scores(left, right, metric)
+    if metric == "euclidean":
+        scores = -scores
+    if left_single and right_single:
+        return scores[0, 0]
+    if left_single:
+        return scores[0]
+    if right_single:
+        return scores[:, 0]
+    return scores
+
+
+def cosine_similarity(a: Array | list[Any], b: Array | list[Any]) -> Array:
+    """Cosine similarity; see :func:`similarity`."""
+    return similarity(a, b, "cosine")
+
+
+def top_k(
+    query: Array | list[Any],
+    corpus: Array,
+    k: int = 10,
+    metric: Metric = "cosine",
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[Array, Array]:
+    """The ``k`` corpus rows most similar to each query: ``(indices, scores)``, best first.
+
+    One query vector gives 1-D results, a matrix of queries gives ``(q, k)``. Scores are as in
+    :func:`similarity` (euclidean: distances, ascending).
+    """
+    queries, single = _as_matrix(query, "query")
+    corpus = np.asarray(corpus, dtype=np.float32)
+    if corpus.ndim != 2 or corpus.shape[1] != queries.shape[1]:
+        raise ValueError(f"corpus must be (n, {queries.shape[1]}); got {corpus.shape}")
+    k = min(k, len(corpus))
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_indices = np.zeros((len(queries), 0), dtype=np.int64)
+    if metric == "cosine":
+        queries = _normalized(queries)
+    for start in range(0, len(corpus), chunk_size):
+        chunk = corpus[start : start + chunk_size]
+        if metric == "cosine":
+            scores = queries @ _normalized(chunk).T
+        else:
+            scores = _scores(queries, chunk, metric)
+        take = min(k, scores.shape[1])
+        part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        candidate_scores = np.concatenate(
+            [best_scores, np.take_along_axis(scores, part, axis=1)], axis=1
+        )
+        candidate_indices = np.concatenate([best_indices, part + start], axis=1)
+        keep = np.argpartition(-candidate_scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(candidate_scores, keep, axis=1)
+        best_indices = np.take_along_axis(candidate_indices, keep, axis=1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    indices = np.take_along_axis(best_indices, order, axis=1)
+    scores = np.take_along_axis(best_scores, order, axis=1)
+    if metric == "euclidean":
+        scores = -scores
+    return (indices[0], scores[0]) if single else (indices, scores)

@@ -1,0 +1,124 @@
+"""A loopback HTTP server for testing providers against their real wire protocol.
+
+Write the provider's behaviour as a function from :class:`Request` to :class:`Response` and
+point the real client library at ``server.url``::
+
+    def handler(request: Request) -> Response:
+        if request.path != "/v1/embeddings":
+            return Response(404, {"error": "not found"})
+        return Response(200, {...}, headers={"x-request-id": "1"})
+
+    with LoopbackServer(handler) as server:
+        model = get_model("myprovider:small", base_url=server.url)
+
+A response can be delayed (``delay``) or the connection dropped without an answer (``drop``).
+Only 127.0.0.1 is ever bound.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # JSON-serialisable, or bytes/str sent as they are
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False  # close the connection without answering
+
+
+Handler = Callable[[Request], Response]
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 that answers with ``handler``; records requests."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                parts = urlsplit(self.path)
+                request = Request(
+                    self.command,
+                    parts.path,
+                    {k: v[-1] for k, v in parse_qs(parts.query).items()},
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
+                with server._lock:
+                    server.requests.append(request)
+                response = server.handler(request)
+                if response.delay:
+                    time.sleep(response.delay)
+                if response.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if isinstance(response.body, bytes):
+                    payload, content_type = response.body, "application/octet-stream"
+                elif isinstance(response.body, str):
+                    payload, content_type = response.body.encode(), "text/plain"
+                elif response.body is None:
+                    payload, content_type = b"", "text/plain"
+                else:
+                    payload, content_type = json.dumps(response.body).encode(), "application/json"
+                self.send_response(response.status)
+                headers = {"content-type": content_type, **response.headers}
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        return RequestHandler
