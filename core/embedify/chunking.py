@@ -26,6 +26,8 @@ def chunk_text(text: str, max_words: int = 120) -> list[Passage]:
 
     def flush() -> None:
         nonlocal lines, words
+        while lines and not lines[-1][1].strip():
+            lines.pop()
         body = "\n".join(line for _, line in lines).strip()
         if body:
             passages.append(Passage(body, lines[0][0], lines[-1][0]))

@@ -224,10 +224,10 @@ def search(path: Path, query: str, k: int, index_path: Path | None, max_words: i
     embedded = collection.upsert(unique)
     collection.delete(collection.ids() - {item.id for item in unique})
     hits = collection.query(query, k)
+    click.echo(f"{len(unique)} passages ({embedded} embedded now) in {time.perf_counter() - started:.2f}s", err=True)
     if as_json:
         click.echo(json.dumps([{"score": h.score, "id": h.id, "text": h.text, **h.metadata} for h in hits], indent=2))
         return
-    click.echo(f"{len(unique)} passages ({embedded} embedded now) in {time.perf_counter() - started:.2f}s", err=True)
     for hit in hits:
         meta = hit.metadata
         click.echo(click.style(f"{hit.score:.3f}  {meta['file']}:{meta['start_line']}-{meta['end_line']}", bold=True))

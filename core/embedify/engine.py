@@ -45,6 +45,7 @@ T = TypeVar("T")
 MAX_RETRY_AFTER = 300.0
 MAX_BACKOFF = 30.0
 MAX_SHRINKS = 8
+PROGRESS_MIN_ITEMS = 32
 
 
 @dataclass
@@ -398,7 +399,7 @@ class _Job:
             concurrency=model.info.max_concurrency,
         )
         self.gate = _Gate(self.state.throttle)
-        if options.show_progress:
+        if options.show_progress and len(todo) >= PROGRESS_MIN_ITEMS:
             from tqdm.auto import tqdm
 
             self.progress = tqdm(total=len(todo), desc="embedding", unit="text")

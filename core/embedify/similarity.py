@@ -91,6 +91,9 @@ def top_k(
     if corpus.ndim != 2 or corpus.shape[1] != queries.shape[1]:
         raise ValueError(f"corpus must be (n, {queries.shape[1]}); got {corpus.shape}")
     k = min(k, len(corpus))
+    if k <= 0:
+        empty = np.zeros((len(queries), 0))
+        return (empty[0].astype(np.int64), empty[0]) if single else (empty.astype(np.int64), empty)
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_indices = np.zeros((len(queries), 0), dtype=np.int64)
     if metric == "cosine":
@@ -107,7 +110,8 @@ def top_k(
             [best_scores, np.take_along_axis(scores, part, axis=1)], axis=1
         )
         candidate_indices = np.concatenate([best_indices, part + start], axis=1)
-        keep = np.argpartition(-candidate_scores, k - 1, axis=1)[:, :k]
+        keep_count = min(k, candidate_scores.shape[1])
+        keep = np.argpartition(-candidate_scores, keep_count - 1, axis=1)[:, :keep_count]
         best_scores = np.take_along_axis(candidate_scores, keep, axis=1)
         best_indices = np.take_along_axis(candidate_indices, keep, axis=1)
     order = np.argsort(-best_scores, axis=1, kind="stable")

@@ -1,0 +1,159 @@
+"""Plugin loading, failure isolation and the name grammar."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import embedify
+from embedify.errors import UnknownModelError
+from embedify.fake import FakeEmbeddingModel
+from embedify.hookspecs import hookimpl
+from embedify.registry import Registry
+
+
+class Plugin:
+    """A plugin object registering providers given as (name, kwargs) pairs."""
+
+    def __init__(self, *providers: tuple[str, dict[str, Any]], aliases: dict[str, str] | None = None):
+        self.providers = providers
+        self.aliases = aliases or {}
+
+    @hookimpl
+    def register_models(self, register: Any) -> None:
+        for name, kwargs in self.providers:
+            register(name, kwargs.pop("factory", FakeEmbeddingModel), **kwargs)
+        for alias, target in self.aliases.items():
+            register.alias(alias, target)
+
+
+def make_registry(**plugins: object) -> Registry:
+    registry = Registry()
+    registry._loaded = True  # no entry points: only what the test registers
+    for name, plugin in plugins.items():
+        registry._register_plugin(name, lambda p=plugin: p)
+    return registry
+
+
+def test_provider_model_split_at_first_colon() -> None:
+    registry = make_registry(p=Plugin(("tei", {"default_model": "http://127.0.0.1:8080"})))
+    provider, model_id = registry.resolve("tei:http://10.0.0.1:8080/x")
+    assert provider.name == "tei" and model_id == "http://10.0.0.1:8080/x"
+    assert registry.resolve("tei")[1] == "http://127.0.0.1:8080"
+
+
+def test_bare_model_id_resolves_when_one_provider_claims_it() -> None:
+    registry = make_registry(
+        a=Plugin(("alpha", {"models": ["shared", "only-a"]})),
+        b=Plugin(("beta", {"models": ["shared"]})),
+    )
+    assert registry.resolve("only-a")[0].name == "alpha"
+    with pytest.raises(UnknownModelError, match="alpha:shared, beta:shared"):
+        registry.resolve("shared")
+
+
+def test_unknown_provider_names_the_package_to_install() -> None:
+    registry = make_registry()
+    with pytest.raises(UnknownModelError, match="pip install embedify-cohere"):
+        registry.resolve("cohere:embed-english-v3.0")
+    with pytest.raises(UnknownModelError, match="Did you mean 'openai'"):
+        registry.resolve("opneai:text-embedding-3-small")
+
+
+def test_unknown_bare_name_suggests_close_matches() -> None:
+    registry = make_registry(a=Plugin(("alpha", {"models": ["text-embedding-3-small"]})))
+    with pytest.raises(UnknownModelError, match="text-embedding-3-small"):
+        registry.resolve("text-embedding-3-smal")
+
+
+def test_provider_aliases_and_model_aliases() -> None:
+    registry = make_registry(
+        p=Plugin(("local", {"aliases": ["hf"], "default_model": "mini"})),
+        pack=Plugin(aliases={"local:mini": "local:/models/mini", "mini": "local:mini"}),
+    )
+    assert registry.resolve("hf:x")[1] == "x"
+    assert registry.resolve("local")[1] == "/models/mini"  # default model, then the pack's alias
+    assert registry.resolve("mini")[1] == "/models/mini"
+
+
+def test_user_aliases_and_default_model(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = isolated_home / "config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"default_model": "tiny", "aliases": {"tiny": "fake:8"}}))
+    assert embedify.get_model().info.dimension == 8
+    monkeypatch.setenv("EMBEDIFY_MODEL", "fake:16")
+    assert embedify.get_model().info.dimension == 16
+
+
+def test_options_reach_the_provider() -> None:
+    model = embedify.get_model("fake:32", dimensions=8, batch_size=7)
+    assert model.options.dimensions == 8 and model.info.output_dimension == 8
+
+
+def test_a_broken_plugin_is_reported_and_does_not_break_others() -> None:
+    class Broken:
+        @hookimpl
+        def register_models(self, register: Any) -> None:
+            raise RuntimeError("boom")
+
+    def failing_import() -> object:
+        raise ImportError("No module named 'missing_sdk'")
+
+    with pytest.warns(RuntimeWarning, match="'broken' was not loaded"):
+        registry = make_registry(broken=Broken(), good=Plugin(("good", {})))
+    with pytest.warns(RuntimeWarning, match="missing_sdk"):
+        registry._register_plugin("unimportable", failing_import)
+    assert registry.resolve("good")[0].name == "good"
+    assert "RuntimeError: boom" in (registry.plugins["broken"].error or "")
+    assert "missing_sdk" in (registry.plugins["unimportable"].error or "")
+
+
+def test_duplicate_provider_names_warn_and_pick_deterministically() -> None:
+    with pytest.warns(RuntimeWarning, match="'a' and plugin 'b'"):
+        registry = make_registry(a=Plugin(("same", {"default_model": "from-a"})),
+                                 b=Plugin(("same", {"default_model": "from-b"})))
+    assert registry.resolve("same")[1] == "from-b"
+
+
+def test_lazy_factory_imports_only_when_built() -> None:
+    registry = make_registry(p=Plugin(("lazy", {"factory": "embedify.fake:FakeEmbeddingModel",
+                                                 "default_model": "8"})))
+    provider, model_id = registry.resolve("lazy")
+    assert isinstance(provider.factory, str)
+    assert provider.model_class()(model_id).dimension == 8
+
+
+def test_runtime_registration_without_packaging() -> None:
+    class Tiny(FakeEmbeddingModel):
+        provider = "tiny"
+
+    embedify.register_model("tiny", Tiny, default_model="4")
+    assert embedify.get_model("tiny").embed(["x"]).shape == (1, 4)
+
+
+def _run(code: str, **env: str) -> str:
+    environment = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_plugin_env_vars_control_autoload() -> None:
+    code = "from embedify.registry import registry; registry.load(); print(sorted(registry.providers))"
+    assert _run(code, EMBEDIFY_DISABLE_PLUGIN_AUTOLOAD="1") == "['fake']"
+    assert _run(code, EMBEDIFY_PLUGINS="acme") == "['acme', 'fake']"
+
+
+def test_import_and_remote_resolution_import_nothing_heavy() -> None:
+    code = (
+        "import sys, embedify; before = set(sys.modules); "
+        "from embedify.registry import registry; registry.resolve('acme:acme-embed-1'); "
+        "heavy = {'torch', 'transformers', 'openai', 'cohere', 'onnxruntime', 'httpx'}; "
+        "print(sorted(heavy & set(sys.modules)), 'numpy' in before)"
+    )
+    assert _run(code) == "[] False"
