@@ -22,7 +22,18 @@ def test_embed_formats(tmp_path: Path) -> None:
     csv = run("embed", "-m", "fake:8", "--format", "csv", input="one\ntwo\n")
     assert len(csv.strip().splitlines()) == 2
     target = tmp_path / "out.npy"
-    run("embed", "-m", "fake:8", "-o", "dimensions=4", "--format", "npy", "--output", str(target), "x")
+    run(
+        "embed",
+        "-m",
+        "fake:8",
+        "-o",
+        "dimensions=4",
+        "--format",
+        "npy",
+        "--output",
+        str(target),
+        "x",
+    )
     assert np.load(target).shape == (1, 4)
 
 
@@ -44,14 +55,22 @@ def test_search_reembeds_only_changed_files(tmp_path: Path) -> None:
     (docs / "space.txt").write_text("Rockets reach orbit.\n\nThe moon is far away.\n")
     (docs / "blob.bin").write_bytes(b"\0\1\2")
     runner = CliRunner()
-    first = runner.invoke(cli, ["search", "-m", "fake", "--max-words", "6", str(docs), "purr sleep all day", "-k", "1"])
+    first = runner.invoke(
+        cli,
+        ["search", "-m", "fake", "--max-words", "6", str(docs), "purr sleep all day", "-k", "1"],
+    )
     assert first.exit_code == 0, first.output
     assert "cats.md:3-3" in first.output and "Cats purr" in first.output
     assert "4 passages (4 embedded now)" in first.output
-    again = runner.invoke(cli, ["search", "-m", "fake", "--max-words", "6", str(docs), "moon far away", "-k", "1"])
+    again = runner.invoke(
+        cli, ["search", "-m", "fake", "--max-words", "6", str(docs), "moon far away", "-k", "1"]
+    )
     assert "(0 embedded now)" in again.output and "space.txt:3-3" in again.output
     (docs / "space.txt").write_text("Rockets reach orbit.\n\nMars is red.\n")
-    changed = runner.invoke(cli, ["search", "-m", "fake", "--max-words", "6", "--json", str(docs), "mars red", "-k", "5"])
+    changed = runner.invoke(
+        cli,
+        ["search", "-m", "fake", "--max-words", "6", "--json", str(docs), "mars red", "-k", "5"],
+    )
     hits = json.loads(changed.stdout)
     assert len(hits) == 4 and hits[0]["file"] == "space.txt"
     assert "(1 embedded now)" in changed.stderr

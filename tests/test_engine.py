@@ -25,7 +25,9 @@ from embedify.testing import LoopbackServer
 
 
 def acme_model(server: LoopbackServer, **options: Any) -> embedify.EmbeddingModel:
-    return embedify.get_model("acme:acme-embed-mini", base_url=server.url, api_key=API_KEY, **options)
+    return embedify.get_model(
+        "acme:acme-embed-mini", base_url=server.url, api_key=API_KEY, **options
+    )
 
 
 def expected(texts: list[str], role: str = "document") -> np.ndarray:
@@ -125,8 +127,9 @@ def test_server_side_too_long_with_truncate_error_fails_only_that_item(
 
 def test_bad_key_stops_the_job_without_retries(acme: tuple[LoopbackServer, AcmeServer]) -> None:
     server, _ = acme
-    model = embedify.get_model("acme:acme-embed-mini", base_url=server.url, api_key="nope",
-                               max_concurrency=1, batch_size=5)
+    model = embedify.get_model(
+        "acme:acme-embed-mini", base_url=server.url, api_key="nope", max_concurrency=1, batch_size=5
+    )
     with pytest.raises(EmbeddingJobError) as caught:
         model.embed(varied_texts(50))
     assert len(server.requests) == 1  # ten batches planned, one sent
@@ -213,7 +216,9 @@ def test_rate_limits_lower_concurrency() -> None:
     assert model._engine_state.throttle.limit < 16
 
 
-async def test_sync_api_works_inside_a_running_loop(acme: tuple[LoopbackServer, AcmeServer]) -> None:
+async def test_sync_api_works_inside_a_running_loop(
+    acme: tuple[LoopbackServer, AcmeServer],
+) -> None:
     server, _ = acme
     vectors = acme_model(server).embed(["inside a notebook"])  # sync call, loop running
     assert np.allclose(vectors, expected(["inside a notebook"]), atol=1e-6)
@@ -243,7 +248,9 @@ async def test_local_models_do_not_block_the_event_loop() -> None:
     assert ticks >= 10
 
 
-def test_client_side_request_budget_spaces_requests(acme: tuple[LoopbackServer, AcmeServer]) -> None:
+def test_client_side_request_budget_spaces_requests(
+    acme: tuple[LoopbackServer, AcmeServer],
+) -> None:
     server, _ = acme
     model = acme_model(server, requests_per_minute=2, batch_size=1, max_concurrency=4)
     state_throttle = None

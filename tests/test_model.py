@@ -52,7 +52,9 @@ def test_bad_options_get_clear_messages() -> None:
         embedify.get_model("fake", dimensionz=3)
     with pytest.raises(ConfigurationError, match="batch_size: Input should be greater than 0"):
         embedify.get_model("fake", batch_size=0)
-    with pytest.raises(ConfigurationError, match="truncate: Input should be 'error', 'end' or 'start'"):
+    with pytest.raises(
+        ConfigurationError, match="truncate: Input should be 'error', 'end' or 'start'"
+    ):
         embedify.get_model("fake", truncate="middle")
 
 

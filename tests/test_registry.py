@@ -21,7 +21,9 @@ from embedify.registry import Registry
 class Plugin:
     """A plugin object registering providers given as (name, kwargs) pairs."""
 
-    def __init__(self, *providers: tuple[str, dict[str, Any]], aliases: dict[str, str] | None = None):
+    def __init__(
+        self, *providers: tuple[str, dict[str, Any]], aliases: dict[str, str] | None = None
+    ):
         self.providers = providers
         self.aliases = aliases or {}
 
@@ -82,10 +84,14 @@ def test_provider_aliases_and_model_aliases() -> None:
     assert registry.resolve("mini")[1] == "/models/mini"
 
 
-def test_user_aliases_and_default_model(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_aliases_and_default_model(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = isolated_home / "config"
     config.mkdir()
-    (config / "config.json").write_text(json.dumps({"default_model": "tiny", "aliases": {"tiny": "fake:8"}}))
+    (config / "config.json").write_text(
+        json.dumps({"default_model": "tiny", "aliases": {"tiny": "fake:8"}})
+    )
     assert embedify.get_model().info.dimension == 8
     monkeypatch.setenv("EMBEDIFY_MODEL", "fake:16")
     assert embedify.get_model().info.dimension == 16
@@ -116,14 +122,17 @@ def test_a_broken_plugin_is_reported_and_does_not_break_others() -> None:
 
 def test_duplicate_provider_names_warn_and_pick_deterministically() -> None:
     with pytest.warns(RuntimeWarning, match="'a' and plugin 'b'"):
-        registry = make_registry(a=Plugin(("same", {"default_model": "from-a"})),
-                                 b=Plugin(("same", {"default_model": "from-b"})))
+        registry = make_registry(
+            a=Plugin(("same", {"default_model": "from-a"})),
+            b=Plugin(("same", {"default_model": "from-b"})),
+        )
     assert registry.resolve("same")[1] == "from-b"
 
 
 def test_lazy_factory_imports_only_when_built() -> None:
-    registry = make_registry(p=Plugin(("lazy", {"factory": "embedify.fake:FakeEmbeddingModel",
-                                                 "default_model": "8"})))
+    registry = make_registry(
+        p=Plugin(("lazy", {"factory": "embedify.fake:FakeEmbeddingModel", "default_model": "8"}))
+    )
     provider, model_id = registry.resolve("lazy")
     assert isinstance(provider.factory, str)
     assert provider.model_class()(model_id).dimension == 8
@@ -139,12 +148,15 @@ def test_runtime_registration_without_packaging() -> None:
 
 def _run(code: str, **env: str) -> str:
     environment = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_plugin_env_vars_control_autoload() -> None:
-    code = "from embedify.registry import registry; registry.load(); print(sorted(registry.providers))"
+    code = (
+        "from embedify.registry import registry; registry.load(); print(sorted(registry.providers))"
+    )
     assert _run(code, EMBEDIFY_DISABLE_PLUGIN_AUTOLOAD="1") == "['fake']"
     assert _run(code, EMBEDIFY_PLUGINS="acme") == "['acme', 'fake']"
 

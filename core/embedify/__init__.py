@@ -1,9 +1,9 @@
 """embedify: text embeddings from any provider through one engine.
 
-    >>> import embedify
-    >>> model = embedify.get_model("fake")
-    >>> model.embed(["hello", "world"]).shape
-    (2, 64)
+>>> import embedify
+>>> model = embedify.get_model("fake")
+>>> model.embed(["hello", "world"]).shape
+(2, 64)
 """
 
 import importlib

@@ -79,8 +79,9 @@ class EmbeddingCache:
         with self._lock:
             for start in range(0, len(keys), _SELECT_CHUNK):
                 chunk = keys[start : start + _SELECT_CHUNK]
+                marks = ",".join("?" * len(chunk))
                 rows = self._connection.execute(
-                    f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})",
+                    f"SELECT key, vector FROM embeddings WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
                 for key, blob in rows:
@@ -101,9 +102,7 @@ class EmbeddingCache:
         with self._lock:
             (count,) = self._connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()
         size = sum(
-            p.stat().st_size
-            for p in self.path.parent.glob(self.path.name + "*")
-            if p.is_file()
+            p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
         )
         return {"entries": int(count), "bytes": size}
 

@@ -17,15 +17,24 @@ from embedify.model import ROLES, Role
 
 def _model_option(function: Any) -> Any:
     return click.option(
-        "-m", "--model", "model_name", default=None,
-        help="Model name, e.g. local, openai:text-embedding-3-small (default: EMBEDIFY_MODEL or local).",
+        "-m",
+        "--model",
+        "model_name",
+        default=None,
+        help="Model name, e.g. local or openai:text-embedding-3-small "
+        "(default: EMBEDIFY_MODEL, else local).",
     )(function)
 
 
 def _options_option(function: Any) -> Any:
     return click.option(
-        "-o", "--option", "model_options", multiple=True, metavar="KEY=VALUE",
-        help="A model option (repeatable), e.g. -o dimensions=256. Values are read as JSON when they parse.",
+        "-o",
+        "--option",
+        "model_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A model option (repeatable), e.g. -o dimensions=256; values parse as JSON when "
+        "they can.",
     )(function)
 
 
@@ -60,28 +69,51 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("texts", nargs=-1)
-@click.option("-f", "--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Embed each line of this file (repeatable).")
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Embed each line of this file (repeatable).",
+)
 @click.option("--role", type=click.Choice(ROLES), default="document", show_default=True)
-@click.option("--format", "output_format", type=click.Choice(["json", "npy", "csv"]), default="json",
-              show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "npy", "csv"]),
+    default="json",
+    show_default=True,
+)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--cache/--no-cache", default=False, help="Use the persistent cache.")
 @click.option("--report", is_flag=True, help="Print the job report to stderr.")
 @_model_option
 @_options_option
-def embed(texts: tuple[str, ...], files: tuple[str, ...], role: Role, output_format: str,
-          output: str | None, cache: bool, report: bool, model_name: str | None,
-          model_options: tuple[str, ...]) -> None:
+def embed(
+    texts: tuple[str, ...],
+    files: tuple[str, ...],
+    role: Role,
+    output_format: str,
+    output: str | None,
+    cache: bool,
+    report: bool,
+    model_name: str | None,
+    model_options: tuple[str, ...],
+) -> None:
     """Embed TEXTS, the lines of files, or the lines of stdin."""
     items = list(texts)
     for name in files:
-        items += [line for line in Path(name).read_text(encoding="utf-8").splitlines() if line.strip()]
+        items += [
+            line for line in Path(name).read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     if not items and not texts and not files:
         items = [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not items:
         raise click.UsageError("nothing to embed: give texts, --file, or lines on stdin")
-    model = _load_model(model_name, model_options, cache=cache or None, show_progress=len(items) > 100)
+    model = _load_model(
+        model_name, model_options, cache=cache or None, show_progress=len(items) > 100
+    )
     result = model.embed_with_report(items, role)
     if report:
         click.echo(result.report.summary(), err=True)
@@ -93,7 +125,9 @@ def embed(texts: tuple[str, ...], files: tuple[str, ...], role: Role, output_for
             np.save(target, result.vectors)
         return
     if output_format == "json":
-        text = json.dumps([{"text": t, "embedding": v} for t, v in zip(items, result.vectors.tolist())])
+        text = json.dumps(
+            [{"text": t, "embedding": v} for t, v in zip(items, result.vectors.tolist())]
+        )
     else:
         text = "\n".join(",".join(f"{x:.8g}" for x in row) for row in result.vectors.tolist())
     if output:
@@ -105,11 +139,17 @@ def embed(texts: tuple[str, ...], files: tuple[str, ...], role: Role, output_for
 @cli.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine",
-              show_default=True)
+@click.option(
+    "--metric",
+    type=click.Choice(["cosine", "dot", "euclidean"]),
+    default="cosine",
+    show_default=True,
+)
 @_model_option
 @_options_option
-def similarity(a: str, b: str, metric: str, model_name: str | None, model_options: tuple[str, ...]) -> None:
+def similarity(
+    a: str, b: str, metric: str, model_name: str | None, model_options: tuple[str, ...]
+) -> None:
     """Print the similarity of two texts."""
     from embedify.similarity import similarity as score
 
@@ -128,15 +168,29 @@ def models(as_json: bool) -> None:
     rows = []
     for name, provider in sorted(registry.providers.items()):
         aliases = [a for a, target in registry.provider_aliases.items() if target == name]
-        rows.append({"provider": name, "plugin": provider.plugin, "default_model": provider.default_model,
-                     "models": list(provider.models), "aliases": aliases})
+        rows.append(
+            {
+                "provider": name,
+                "plugin": provider.plugin,
+                "default_model": provider.default_model,
+                "models": list(provider.models),
+                "aliases": aliases,
+            }
+        )
     if as_json:
-        click.echo(json.dumps({"providers": rows, "aliases": {a: t for a, (t, _) in registry.aliases.items()}}, indent=2))
+        click.echo(
+            json.dumps(
+                {"providers": rows, "aliases": {a: t for a, (t, _) in registry.aliases.items()}},
+                indent=2,
+            )
+        )
         return
     for row in rows:
         extra = f" (aliases: {', '.join(row['aliases'])})" if row["aliases"] else ""
-        click.echo(f"{row['provider']}{extra}  [plugin {row['plugin']}]  default: {row['default_model']}")
-        for model_id in row["models"]:
+        click.echo(
+            f"{row['provider']}{extra}  [plugin {row['plugin']}]  default: {row['default_model']}"
+        )
+        for model_id in row["models"] or ():
             click.echo(f"    {row['provider']}:{model_id}")
     for alias, (target, _) in sorted(registry.aliases.items()):
         click.echo(f"alias {alias} -> {target}")
@@ -161,7 +215,9 @@ def cache() -> None:
 
 
 @cache.command("info")
-@click.option("--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache).")
+@click.option(
+    "--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache)."
+)
 def cache_info(path: str | None) -> None:
     """Print the cache's location, entries and size."""
     from embedify.cache import EmbeddingCache
@@ -172,7 +228,9 @@ def cache_info(path: str | None) -> None:
 
 
 @cache.command("clear")
-@click.option("--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache).")
+@click.option(
+    "--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache)."
+)
 def cache_clear(path: str | None) -> None:
     """Delete every cached embedding."""
     from embedify.cache import EmbeddingCache
@@ -185,14 +243,26 @@ def cache_clear(path: str | None) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.argument("query")
 @click.option("-k", "--top", "k", default=5, show_default=True, help="How many passages to print.")
-@click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Collection file (default: one per folder and model in the user cache).")
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Collection file (default: one per folder and model in the user cache).",
+)
 @click.option("--max-words", default=120, show_default=True, help="Passage size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @_model_option
 @_options_option
-def search(path: Path, query: str, k: int, index_path: Path | None, max_words: int, as_json: bool,
-           model_name: str | None, model_options: tuple[str, ...]) -> None:
+def search(
+    path: Path,
+    query: str,
+    k: int,
+    index_path: Path | None,
+    max_words: int,
+    as_json: bool,
+    model_name: str | None,
+    model_options: tuple[str, ...],
+) -> None:
     """Semantic search over the text files under PATH.
 
     Files are cut into passages and embedded into a collection; the next run re-embeds only
@@ -216,21 +286,41 @@ def search(path: Path, query: str, k: int, index_path: Path | None, max_words: i
             continue
         relative = str(file.relative_to(root)) if file != root else file.name
         for passage in chunk_text(text, max_words):
-            items.append(Item(
-                f"{relative}#{content_hash(passage.text)[:16]}", passage.text,
-                {"file": relative, "start_line": passage.start_line, "end_line": passage.end_line},
-            ))
+            items.append(
+                Item(
+                    f"{relative}#{content_hash(passage.text)[:16]}",
+                    passage.text,
+                    {
+                        "file": relative,
+                        "start_line": passage.start_line,
+                        "end_line": passage.end_line,
+                    },
+                )
+            )
     unique = list({item.id: item for item in items}.values())
     embedded = collection.upsert(unique)
     collection.delete(collection.ids() - {item.id for item in unique})
     hits = collection.query(query, k)
-    click.echo(f"{len(unique)} passages ({embedded} embedded now) in {time.perf_counter() - started:.2f}s", err=True)
+    click.echo(
+        f"{len(unique)} passages ({embedded} embedded now) in {time.perf_counter() - started:.2f}s",
+        err=True,
+    )
     if as_json:
-        click.echo(json.dumps([{"score": h.score, "id": h.id, "text": h.text, **h.metadata} for h in hits], indent=2))
+        click.echo(
+            json.dumps(
+                [{"score": h.score, "id": h.id, "text": h.text, **h.metadata} for h in hits],
+                indent=2,
+            )
+        )
         return
     for hit in hits:
         meta = hit.metadata
-        click.echo(click.style(f"{hit.score:.3f}  {meta['file']}:{meta['start_line']}-{meta['end_line']}", bold=True))
+        click.echo(
+            click.style(
+                f"{hit.score:.3f}  {meta['file']}:{meta['start_line']}-{meta['end_line']}",
+                bold=True,
+            )
+        )
         click.echo("    " + hit.text.replace("\n", "\n    ")[:600])
 
 
@@ -242,7 +332,10 @@ def main() -> None:
         try:
             implementation.function(cli=cli)
         except Exception as error:
-            click.echo(f"warning: plugin {implementation.plugin_name!r} failed to add commands: {error}", err=True)
+            click.echo(
+                f"warning: plugin {implementation.plugin_name!r} failed to add commands: {error}",
+                err=True,
+            )
     cli()
 
 

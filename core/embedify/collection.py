@@ -84,7 +84,10 @@ class Collection:
 
     def upsert(self, items: Iterable[Item | tuple[str, str, Mapping[str, Any]]]) -> int:
         """Add or update items; only new or changed texts are embedded. Returns how many were."""
-        wanted = [item if isinstance(item, Item) else Item(item[0], item[1], dict(item[2])) for item in items]
+        wanted = [
+            item if isinstance(item, Item) else Item(item[0], item[1], dict(item[2]))
+            for item in items
+        ]
         if not wanted:
             return 0
         known = dict(self._connection.execute("SELECT id, content_hash FROM items").fetchall())
@@ -95,8 +98,13 @@ class Collection:
                 self._connection.executemany(
                     "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
                     [
-                        (item.id, item.text, json.dumps(item.metadata), content_hash(item.text),
-                         np.ascontiguousarray(vector, dtype="<f4").tobytes())
+                        (
+                            item.id,
+                            item.text,
+                            json.dumps(item.metadata),
+                            content_hash(item.text),
+                            np.ascontiguousarray(vector, dtype="<f4").tobytes(),
+                        )
                         for item, vector in zip(changed, vectors)
                     ],
                 )
@@ -132,6 +140,10 @@ class Collection:
             rows = self._connection.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
             ids = [row[0] for row in rows]
             blob = b"".join(row[1] for row in rows)
-            matrix = np.frombuffer(blob, dtype="<f4").reshape(len(rows), -1) if rows else np.zeros((0, 0), np.float32)
+            matrix = (
+                np.frombuffer(blob, dtype="<f4").reshape(len(rows), -1)
+                if rows
+                else np.zeros((0, 0), np.float32)
+            )
             self._matrix = (ids, matrix)
         return self._matrix

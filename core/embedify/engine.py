@@ -17,8 +17,8 @@ import random
 import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -77,8 +77,7 @@ class Report:
     @property
     def embedded(self) -> int:
         return sum(
-            not (item.cached or item.failed or item.duplicate_of is not None)
-            for item in self.items
+            not (item.cached or item.failed or item.duplicate_of is not None) for item in self.items
         )
 
     @property
@@ -105,7 +104,8 @@ class Report:
     def summary(self) -> str:
         return (
             f"{len(self.items)} inputs: {self.embedded} embedded, {self.cached} from cache, "
-            f"{self.deduplicated} duplicates, {len(self.truncated)} truncated, {self.failed} failed; "
+            f"{self.deduplicated} duplicates, {len(self.truncated)} truncated, "
+            f"{self.failed} failed; "
             f"{self.requests} requests, {self.retries} retries ({self.rate_limited} rate-limited), "
             f"{'' if self.exact_tokens else '~'}{self.tokens} tokens"
         )
@@ -205,15 +205,17 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     """Seconds before retry number ``attempt`` (1-based): the provider's word, else exponential
     backoff with jitter so that many clients do not retry in step."""
     if retry_after is not None:
-        return retry_after * random.uniform(1.0, 1.1)
-    return min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        return float(retry_after * random.uniform(1.0, 1.1))
+    return float(min(MAX_BACKOFF, 0.5 * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
 def _checked(vectors: Any, count: int, dimension: int | None, model: EmbeddingModel) -> Vectors:
     try:
         array = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as error:
-        raise BadResponseError(f"{model!r} returned something that is not numbers: {error}")
+        raise BadResponseError(
+            f"{model!r} returned something that is not numbers: {error}"
+        ) from None
     if array.ndim != 2 or array.shape[0] != count:
         raise BadResponseError(
             f"{model!r} returned shape {array.shape} for {count} inputs; expected ({count}, d)."
@@ -521,7 +523,7 @@ class _Job:
         else:
             target = math.floor(current * 0.75)
         target = max(1, target)
-        side = options.truncate if options.truncate != "error" else "end"
+        side: Literal["end", "start"] = "start" if options.truncate == "start" else "end"
         self.work_texts[culprit] = self.model.truncate_text(self.work_texts[culprit], target, side)
         self.report.items[culprit].truncated = True
         self.report.items[culprit].tokens = target
@@ -555,9 +557,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None:
             _loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=_loop.run_forever, name="embedify-engine", daemon=True
-            ).start()
+            threading.Thread(target=_loop.run_forever, name="embedify-engine", daemon=True).start()
         return _loop
 
 

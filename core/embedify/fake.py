@@ -50,7 +50,9 @@ class FakeEmbeddingModel(EmbeddingModel):
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in [role, *_WORD.findall(text.lower())]:
-                seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                seed = int.from_bytes(
+                    hashlib.blake2b(word.encode(), digest_size=8).digest(), "little"
+                )
                 vectors[row] += np.random.default_rng(seed).standard_normal(self.dimension)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors

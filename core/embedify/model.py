@@ -58,7 +58,9 @@ class RemoteOptions(ModelOptions):
     """Options of every model served over the network."""
 
     api_key: SecretStr | None = Field(None, description="Secret key; never printed or logged.")
-    base_url: str | None = Field(None, description="Server URL, for proxies and compatible servers.")
+    base_url: str | None = Field(
+        None, description="Server URL, for proxies and compatible servers."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -281,7 +283,8 @@ class EmbeddingModel:
     async def aembed_query(self, text: str) -> Vectors:
         """Async ``embed_query``."""
         result = await self.aembed_with_report([text], "query")
-        return result.vectors[0]
+        vector: Vectors = result.vectors[0]
+        return vector
 
     async def aembed_with_report(
         self, texts: Sequence[str], role: Role = "document"

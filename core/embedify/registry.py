@@ -231,7 +231,9 @@ class Registry:
             return claims[0]
         if claims:
             options = ", ".join(f"{p.name}:{model_id}" for p in claims)
-            raise UnknownModelError(f"{model_id!r} is served by several providers; pick one: {options}")
+            raise UnknownModelError(
+                f"{model_id!r} is served by several providers; pick one: {options}"
+            )
         known = [*self.providers, *self.provider_aliases, *self.aliases]
         known += [m for p in self.providers.values() for m in p.models]
         close = difflib.get_close_matches(model_id, known, n=3)

@@ -28,22 +28,27 @@ def _as_matrix(vectors: Array | list[Any], name: str) -> tuple[Array, bool]:
 def _normalized(array: Array) -> Array:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return array / norms
+    result: Array = array / norms
+    return result
 
 
 def _scores(queries: Array, corpus: Array, metric: Metric) -> Array:
     """Higher is more similar for every metric (euclidean is returned negated here)."""
+    result: Array
     if metric == "cosine":
-        return _normalized(queries) @ _normalized(corpus).T
+        result = _normalized(queries) @ _normalized(corpus).T
+        return result
     if metric == "dot":
-        return queries @ corpus.T
+        result = queries @ corpus.T
+        return result
     if metric == "euclidean":
         squared = (
             (queries**2).sum(axis=1)[:, None]
             - 2 * (queries @ corpus.T)
             + (corpus**2).sum(axis=1)[None, :]
         )
-        return -np.sqrt(np.maximum(squared, 0.0))
+        result = -np.sqrt(np.maximum(squared, 0.0))
+        return result
     raise ValueError(f"unknown metric {metric!r}; use 'cosine', 'dot' or 'euclidean'")
 
 
@@ -60,11 +65,11 @@ def similarity(a: Array | list[Any], b: Array | list[Any], metric: Metric = "cos
     if metric == "euclidean":
         scores = -scores
     if left_single and right_single:
-        return scores[0, 0]
-    if left_single:
-        return scores[0]
-    if right_single:
-        return scores[:, 0]
+        scores = scores[0, 0]
+    elif left_single:
+        scores = scores[0]
+    elif right_single:
+        scores = scores[:, 0]
     return scores
 
 

@@ -108,11 +108,11 @@ class ConformanceSuite:
         model = make_model()
         mapping = model.info.roles
         assert {"document", "query"} <= set(mapping)
-        results = {role: model.embed(TEXTS[:1], role)[0] for role in mapping}  # type: ignore[arg-type]
+        results = {role: model.embed(TEXTS[:1], role)[0] for role in mapping}  # type: ignore[call-overload]
         if mapping["query"] != mapping["document"]:
             assert not np.allclose(results["query"], results["document"], atol=1e-5)
         with pytest.raises(EmbedifyError, match="role"):
-            model.embed(TEXTS[:1], "no-such-role")  # type: ignore[arg-type]
+            model.embed(TEXTS[:1], "no-such-role")  # type: ignore[call-overload]
 
     def test_dimensions(self, make_model: MakeModel) -> None:
         info = make_model().info

@@ -31,10 +31,14 @@ class TestAcmeConformance(ConformanceSuite):
     @pytest.fixture
     def error_cases(self, server: LoopbackServer):  # type: ignore[no-untyped-def]
         return [
-            (embedify.get_model("acme", base_url=server.url, api_key="wrong"),
-             embedify.AuthenticationError),
-            (embedify.get_model("acme:nope", base_url=server.url, api_key=API_KEY),
-             embedify.ModelNotFoundError),
+            (
+                embedify.get_model("acme", base_url=server.url, api_key="wrong"),
+                embedify.AuthenticationError,
+            ),
+            (
+                embedify.get_model("acme:nope", base_url=server.url, api_key=API_KEY),
+                embedify.ModelNotFoundError,
+            ),
         ]
 
 
@@ -44,8 +48,13 @@ def test_entry_point_is_how_the_plugin_loads() -> None:
         "print(registry.providers['acme'].plugin, 'httpx' in sys.modules)"
     )
     env = {**os.environ, "EMBEDIFY_PLUGINS": "acme"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["acme", "False"]  # registered by the entry point, httpx not imported
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [
+        "acme",
+        "False",
+    ]  # registered by the entry point, httpx not imported
 
 
 def test_vectors_are_the_servers_rows(server: LoopbackServer) -> None:

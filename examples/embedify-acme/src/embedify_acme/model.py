@@ -43,7 +43,9 @@ class AcmeEmbeddingModel(embedify.EmbeddingModel):
             key = self.options.api_key
             secret = key.get_secret_value() if key else os.environ.get("ACME_API_KEY")
             if not secret:
-                raise errors.AuthenticationError("no Acme API key: pass api_key= or set ACME_API_KEY")
+                raise errors.AuthenticationError(
+                    "no Acme API key: pass api_key= or set ACME_API_KEY"
+                )
             self._clients[loop_id] = httpx.AsyncClient(
                 base_url=self.options.base_url or "https://api.acme.example",
                 headers={"Authorization": f"Bearer {secret}"},

@@ -74,9 +74,16 @@ class AcmeServer:
             return _error(413, f"at most {self.max_batch} inputs per request", "too_many_inputs")
         for index, text in enumerate(inputs):
             if len(text.split()) > self.max_tokens_per_input:
-                return Response(400, {"error": {
-                    "message": f"input {index} is longer than {self.max_tokens_per_input} tokens",
-                    "code": "input_too_long", "index": index}})
+                return Response(
+                    400,
+                    {
+                        "error": {
+                            "message": f"input {index} has over {self.max_tokens_per_input} tokens",
+                            "code": "input_too_long",
+                            "index": index,
+                        }
+                    },
+                )
         if self.reject_word and any(self.reject_word in text for text in inputs):
             return _error(400, f"inputs may not contain {self.reject_word!r}", "invalid_input")
         with self._lock:
@@ -85,7 +92,9 @@ class AcmeServer:
         if self.malformed:
             return Response(200, {"embeddings": [[0.0] * dimension]})
         vectors = [vector_for(body["input_type"], text, dimension) for text in inputs]
-        return Response(200, {"embeddings": vectors, "usage": {"tokens": sum(len(t.split()) for t in inputs)}})
+        return Response(
+            200, {"embeddings": vectors, "usage": {"tokens": sum(len(t.split()) for t in inputs)}}
+        )
 
 
 def vector_for(input_type: str, text: str, dimension: int) -> list[float]:
