@@ -61,7 +61,39 @@ def _load_model(name: str | None, pairs: tuple[str, ...], **extra: Any) -> Any:
         raise click.ClickException(str(error)) from None
 
 
-@click.group()
+class _PluginGroup(click.Group):
+    """Adds the plugins' subcommands (``register_commands``) the first time they are needed."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        from embedify.registry import registry
+
+        registry.load()
+        for implementation in registry.plugin_manager.hook.register_commands.get_hookimpls():
+            try:
+                implementation.function(cli=self)
+            except Exception as error:
+                click.echo(
+                    f"warning: plugin {implementation.plugin_name!r} failed to add commands: "
+                    f"{error}",
+                    err=True,
+                )
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_PluginGroup)
 @click.version_option(package_name="embedify")
 def cli() -> None:
     """Text embeddings from any provider, with one engine for limits, retries and caching."""
@@ -324,19 +356,4 @@ def search(
         click.echo("    " + hit.text.replace("\n", "\n    ")[:600])
 
 
-def main() -> None:
-    from embedify.registry import registry
-
-    registry.load()
-    for implementation in registry.plugin_manager.hook.register_commands.get_hookimpls():
-        try:
-            implementation.function(cli=cli)
-        except Exception as error:
-            click.echo(
-                f"warning: plugin {implementation.plugin_name!r} failed to add commands: {error}",
-                err=True,
-            )
-    cli()
-
-
-__all__ = ["cli", "main"]
+__all__ = ["cli"]

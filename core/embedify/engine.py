@@ -477,7 +477,7 @@ class _Job:
         try:
             raw = await self.model.aembed_batch(texts, self.role)
             vectors = _checked(raw, len(batch), self.provider_dimension, self.model)
-        except ProviderError:
+        except (ProviderError, ConfigurationError):
             raise
         except Exception as error:  # a provider bug must not hang or lose the job
             raise PermanentError(

@@ -11,9 +11,9 @@ your provider (pointed at a loopback server for remote ones)::
             return lambda **options: get_model("myprovider:small", base_url=server.url, **options)
 
         @pytest.fixture
-        def error_cases(self, server):  # optional: a model set up to fail, and the expected error
-            return [(get_model("myprovider:small", base_url=server.url, api_key="bad"),
-                     AuthenticationError)]
+        def error_cases(self, server):  # optional: calls that must fail, and the expected error
+            bad_key = get_model("myprovider:small", base_url=server.url, api_key="bad")
+            return [(lambda: bad_key.embed(["text"]), AuthenticationError)]
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class ConformanceSuite:
     """Behaviour every embedify model must have. Needs a ``make_model(**options)`` fixture."""
 
     @pytest.fixture
-    def error_cases(self) -> list[tuple[EmbeddingModel, type[Exception]]]:
+    def error_cases(self) -> list[tuple[Callable[[], object], type[Exception]]]:
+        """Calls that must fail, each with the embedify error the provider must raise."""
         return []
 
     def test_shape_and_dtype(self, make_model: MakeModel) -> None:
@@ -135,13 +136,13 @@ class ConformanceSuite:
         assert declared is None or max(sizes) <= declared
 
     def test_error_translation(
-        self, error_cases: list[tuple[EmbeddingModel, type[Exception]]]
+        self, error_cases: list[tuple[Callable[[], object], type[Exception]]]
     ) -> None:
         if not error_cases:
             pytest.skip("this provider's tests give no error_cases fixture")
-        for model, expected in error_cases:
+        for call, expected in error_cases:
             with pytest.raises((expected, EmbeddingJobError)) as caught:
-                model.embed(TEXTS[:2])
+                call()
             error = caught.value
             if isinstance(error, EmbeddingJobError):
                 assert all(isinstance(e, expected) for e in error.failures.values()), error

@@ -30,15 +30,11 @@ class TestAcmeConformance(ConformanceSuite):
 
     @pytest.fixture
     def error_cases(self, server: LoopbackServer):  # type: ignore[no-untyped-def]
+        bad_key = embedify.get_model("acme", base_url=server.url, api_key="wrong")
+        bad_model = embedify.get_model("acme:nope", base_url=server.url, api_key=API_KEY)
         return [
-            (
-                embedify.get_model("acme", base_url=server.url, api_key="wrong"),
-                embedify.AuthenticationError,
-            ),
-            (
-                embedify.get_model("acme:nope", base_url=server.url, api_key=API_KEY),
-                embedify.ModelNotFoundError,
-            ),
+            (lambda: bad_key.embed(["text"]), embedify.AuthenticationError),
+            (lambda: bad_model.embed(["text"]), embedify.ModelNotFoundError),
         ]
 
 

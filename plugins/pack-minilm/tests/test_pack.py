@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from embedify_pack_minilm import MODEL_ID, model_folder
+
+import embedify
+
+
+def test_local_default_resolves_to_the_packed_folder() -> None:
+    model = embedify.get_model("local")
+    assert model.model_id == str(model_folder())
+    assert embedify.get_model(f"local:{MODEL_ID}").model_id == str(model_folder())
+    assert embedify.get_model("all-MiniLM-L6-v2").info.dimension == 384
+
+
+def test_default_model_works_offline_and_means_something() -> None:
+    code = (
+        "import embedify, json; m = embedify.get_model(); "
+        "v = m.embed(['A man is eating food.', 'A man eats a meal.', 'The stock market fell.']); "
+        "print(json.dumps([float(v[0] @ v[1]), float(v[0] @ v[2])]))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBEDIFY_MODEL": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    close, far = json.loads(out.stdout.strip().splitlines()[-1])
+    assert close > 0.6 > far
+
+
+def test_packed_weights_are_the_real_model() -> None:
+    vectors = embedify.get_model("local").embed(["hello world"])
+    assert vectors.shape == (1, 384) and np.isclose(np.linalg.norm(vectors), 1.0, atol=1e-5)
