@@ -51,6 +51,10 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default (5) makes many concurrent clients wait on SYN retries
+
+
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 that answers with ``handler``; records requests."""
 
@@ -58,7 +62,7 @@ class LoopbackServer:
         self.handler = handler
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._request_handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
