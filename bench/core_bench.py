@@ -42,7 +42,7 @@ class BenchModel(AcmeEmbeddingModel):
 
 def varied_texts(count: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
-    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()  # noqa: SIM905
+    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()
     return [
         f"doc {i}: " + " ".join(rng.choice(words, size=int(rng.integers(10, 300))))
         for i in range(count)

@@ -20,7 +20,7 @@ from transformers import (
 WORDS = (
     "the a cat dog sat on mat query passage represent document question computer science what "
     "is rain cats dogs here it raining naïve café 日本語 🙂 text number"
-).split()  # noqa: SIM905
+).split()
 
 
 def _word_tokenizer(specials: list[str], template: tuple[str, str]) -> Tokenizer:
