@@ -1,0 +1,124 @@
+"""Azure OpenAI through openai's AzureOpenAI / OpenAI clients against a loopback Azure server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from embedify_openai.testing import API_KEY, FakeOpenAI, vector_for
+
+import embedify
+from embedify.testing import ConformanceSuite, LoopbackServer
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDIFY_CACHE_DIR", str(tmp_path))
+    for name in (
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
+        "OPENAI_API_VERSION",
+        "AZURE_OPENAI_AD_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake() -> FakeOpenAI:
+    return FakeOpenAI(azure=True)
+
+
+@pytest.fixture
+def server(fake: FakeOpenAI) -> Iterator[LoopbackServer]:
+    with LoopbackServer(fake) as running:
+        yield running
+
+
+def azure(server: LoopbackServer, deployment: str = "small", **options: Any) -> Any:
+    settings = {
+        "azure_endpoint": server.url,
+        "api_key": API_KEY,
+        "api_version": "2024-10-21",
+        "model": "text-embedding-3-small",
+        **options,
+    }
+    return embedify.get_model(f"azure:{deployment}", **settings)
+
+
+class TestAzureConformance(ConformanceSuite):
+    @pytest.fixture
+    def make_model(self, server: LoopbackServer):  # type: ignore[no-untyped-def]
+        return lambda **options: azure(server, **options)
+
+    @pytest.fixture
+    def error_cases(self, server: LoopbackServer):  # type: ignore[no-untyped-def]
+        wrong_key = azure(server, api_key="wrong")
+        no_deployment = azure(server, "missing")
+        no_version = azure(server, api_version=None)
+        return [
+            (lambda: wrong_key.embed(["x"]), embedify.AuthenticationError),
+            (lambda: no_deployment.embed(["x"]), embedify.ModelNotFoundError),
+            (lambda: no_version.embed(["x"]), embedify.ConfigurationError),
+        ]
+
+
+def test_deployment_route_with_api_key(server: LoopbackServer, fake: FakeOpenAI) -> None:
+    vectors = azure(server, max_concurrency=1).embed(["hello azure"])
+    assert np.allclose(
+        vectors, vector_for("text-embedding-3-small", "hello azure")[None], atol=1e-6
+    )
+    call = fake.log[-1]
+    assert call["path"] == "/openai/deployments/small/embeddings"
+    assert call["query"]["api-version"] == "2024-10-21" and call["headers"]["api-key"] == API_KEY
+
+
+def test_v1_route_with_entra_token_provider(server: LoopbackServer, fake: FakeOpenAI) -> None:
+    model = embedify.get_model(
+        "azure:small",
+        azure_endpoint=server.url,
+        route="v1",
+        azure_ad_token_provider=lambda: API_KEY,
+    )
+    model.embed(["token auth"])
+    call = fake.log[-1]
+    assert call["path"] == "/openai/v1/embeddings" and call["body"]["model"] == "small"
+    assert call["headers"]["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_old_sixteen_input_deployments_are_split(fake: FakeOpenAI) -> None:
+    fake.max_inputs = 16
+    texts = [f"text {i}" for i in range(100)]
+    with LoopbackServer(fake) as server:
+        result = azure(server, max_concurrency=1, batch_size=64).embed_with_report(texts)
+    assert result.report.splits > 0 and result.report.failed == 0
+    assert max(len(e["body"]["input"]) for e in fake.log if e["status"] == 200) <= 16
+    known = azure(server, max_inputs_per_request=16)
+    assert known.info.limits.max_inputs_per_request == 16
+
+
+def test_azure_rate_limit_message_without_header(fake: FakeOpenAI) -> None:
+    import openai
+    from embedify_openai.model import translate_error
+
+    fake.rate_limit_every = 1
+    fake.retry_after = None
+    with LoopbackServer(fake) as server:
+        client = openai.AzureOpenAI(
+            azure_endpoint=server.url, api_key=API_KEY, api_version="2024-10-21", max_retries=0
+        )
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.embeddings.create(input=["x"], model="small")
+    error = translate_error(caught.value, API_KEY)
+    assert isinstance(error, embedify.RateLimitError) and error.retry_after == 1.0
+    assert "code" not in str(error) and "429" in str(error)
+
+
+def test_environment(
+    server: LoopbackServer, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+    assert embedify.get_model("azure:small").embed(["env"]).shape == (1, 1536)
