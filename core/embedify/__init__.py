@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         RateLimitError,
         TransientError,
         UnknownModelError,
+        error_for_status,
     )
     from embedify.hookspecs import hookimpl
     from embedify.model import (
@@ -71,6 +72,7 @@ _LAZY = {
     "Role": "embedify.model",
     "TransientError": "embedify.errors",
     "UnknownModelError": "embedify.errors",
+    "error_for_status": "embedify.errors",
     "cosine_similarity": "embedify.similarity",
     "estimate_tokens": "embedify.model",
     "get_model": "embedify.registry",
@@ -122,6 +124,7 @@ __all__ = [
     "TransientError",
     "UnknownModelError",
     "cosine_similarity",
+    "error_for_status",
     "estimate_tokens",
     "get_model",
     "hookimpl",

@@ -122,7 +122,6 @@ class EmbeddingResult:
 @dataclass
 class _ModelState:
     throttle: Throttle
-    prepared: bool = False
     learned_max_inputs: int | None = None
 
 
@@ -285,10 +284,9 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
         raise ConfigurationError(
             f"{model!r} has no {role!r} role; it offers: {', '.join(model.role_mapping)}."
         )
-    state = _state(model)
-    if not state.prepared:
+    if model._engine_state is None:  # first job: the provider may learn its limits here
         await model.prepare()
-        state.prepared = True
+    state = _state(model)
     provider_dimension, output_dimension = _output_dimension(model)
     options = model.options
     report = Report(items=[ItemReport() for _ in texts], exact_tokens=model.exact_token_count)

@@ -109,6 +109,27 @@ class BadResponseError(PermanentError):
     """The provider answered with something that is not a valid embedding batch."""
 
 
+def error_for_status(
+    status: int, message: str, *, retry_after: float | None = None
+) -> ProviderError:
+    """The usual meaning of an HTTP status, for providers to refine by the error body.
+
+    429 rate limit, 408/409/5xx transient, 401/403 authentication, 404 unknown model,
+    413 batch too large, any other 4xx an invalid request.
+    """
+    if status == 429:
+        return RateLimitError(message, status=status, retry_after=retry_after)
+    if status in (408, 409) or status >= 500:
+        return TransientError(message, status=status, retry_after=retry_after)
+    if status in (401, 403):
+        return AuthenticationError(message, status=status)
+    if status == 404:
+        return ModelNotFoundError(message, status=status)
+    if status == 413:
+        return BatchTooLargeError(message, status=status)
+    return InvalidRequestError(message, status=status)
+
+
 class EmbeddingJobError(EmbedifyError):
     """Some items could not be embedded even after retries.
 

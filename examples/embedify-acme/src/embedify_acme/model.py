@@ -75,17 +75,7 @@ def _translate(response: httpx.Response) -> errors.ProviderError:
     except (ValueError, KeyError, TypeError):
         message, code = response.text[:200] or response.reason_phrase, None
     message = f"Acme {status}: {message}"
-    if status == 429:
-        retry_after = embedify.retry_after_from_headers(response.headers)
-        return errors.RateLimitError(message, status=status, retry_after=retry_after)
-    if status >= 500:
-        return errors.TransientError(message, status=status)
-    if status == 413:
-        return errors.BatchTooLargeError(message, status=status)
     if code == "input_too_long":
         return errors.InputTooLongError(message, status=status, index=error.get("index"))
-    if status in (401, 403):
-        return errors.AuthenticationError(message, status=status)
-    if status == 404:
-        return errors.ModelNotFoundError(message, status=status)
-    return errors.InvalidRequestError(message, status=status)
+    retry_after = embedify.retry_after_from_headers(response.headers)
+    return errors.error_for_status(status, message, retry_after=retry_after)

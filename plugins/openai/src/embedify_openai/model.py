@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
 OPENAI_LIMITS = embedify.Limits(
     max_inputs_per_request=2048, max_tokens_per_request=300_000, max_tokens_per_input=8192
 )
+_RETRY_AFTER = re.compile(r"retry after (\d+) seconds")
 _CONTEXT_LENGTH = re.compile(r"maximum context length is (\d+) tokens.*?requested (\d+) tokens")
 _TIKTOKEN_FILE = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 
@@ -220,31 +221,18 @@ def translate_error(error: Any, secret: str | None) -> errors.ProviderError:
     message, kind, code = _error_fields(error)
     message = clean(message)
     text = f"{status} {code or kind or ''}: {message}".replace("  ", " ")
-    headers = error.response.headers
-    make: Callable[..., errors.ProviderError]
-    if status == 429:
-        if "insufficient_quota" in (kind, code) or code == "credit_balance_exhausted":
-            return errors.QuotaExceededError(text, status=status)
-        retry_after = embedify.retry_after_from_headers(headers)
-        if retry_after is None and (found := re.search(r"retry after (\d+) seconds", message)):
-            retry_after = float(found.group(1))
-        return errors.RateLimitError(text, status=status, retry_after=retry_after)
-    if status in (408, 409) or status >= 500:
-        return errors.TransientError(
-            text, status=status, retry_after=embedify.retry_after_from_headers(headers)
-        )
+    retry_after = embedify.retry_after_from_headers(error.response.headers)
+    quota = "insufficient_quota" in (kind, code) or code == "credit_balance_exhausted"
+    if status == 429 and quota:
+        return errors.QuotaExceededError(text, status=status)
+    if status == 429 and retry_after is None and (found := _RETRY_AFTER.search(message)):
+        retry_after = float(found.group(1))  # Azure may say it only in the message
     if status in (401, 403):
-        return errors.AuthenticationError(
-            f"{text} (check the API key and its permissions)", status=status
-        )
-    if status == 404:
-        return errors.ModelNotFoundError(
-            f"{text} (check the model or deployment name)", status=status
-        )
-    if found := _CONTEXT_LENGTH.search(message):
+        text += " (check the API key and its permissions)"
+    elif status == 404:
+        text += " (check the model or deployment name)"
+    elif found := _CONTEXT_LENGTH.search(message):
         return errors.InputTooLongError(text, status=status, tokens=int(found.group(2)))
-    if "max_tokens_per_request" in (kind, code) or "Too many inputs" in message:
-        make = errors.BatchTooLargeError
-    else:
-        make = errors.InvalidRequestError
-    return make(text, status=status)
+    elif "max_tokens_per_request" in (kind, code) or "Too many inputs" in message:
+        return errors.BatchTooLargeError(text, status=status)
+    return errors.error_for_status(status, text, retry_after=retry_after)
