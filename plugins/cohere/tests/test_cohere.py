@@ -1,0 +1,107 @@
+"""Cohere through the unmodified cohere SDK against a loopback /v2/embed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import embedify
+from embedify.testing import ConformanceSuite, LoopbackServer
+from embedify_cohere.testing import API_KEY, FakeCohere, vector_for
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDIFY_CACHE_DIR", str(tmp_path))
+    for name in ("CO_API_KEY", "COHERE_API_KEY", "CO_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake() -> FakeCohere:
+    return FakeCohere()
+
+
+@pytest.fixture
+def server(fake: FakeCohere) -> Iterator[LoopbackServer]:
+    with LoopbackServer(fake) as running:
+        yield running
+
+
+def cohere(server: LoopbackServer, name: str = "embed-english-v3.0", **options: Any) -> Any:
+    return embedify.get_model(f"cohere:{name}", base_url=server.url, api_key=API_KEY, **options)
+
+
+class TestCohereConformance(ConformanceSuite):
+    @pytest.fixture
+    def make_model(self, server: LoopbackServer):  # type: ignore[no-untyped-def]
+        return lambda **options: cohere(server, "embed-v4.0", **options)
+
+    @pytest.fixture
+    def error_cases(self, server: LoopbackServer):  # type: ignore[no-untyped-def]
+        wrong = embedify.get_model("cohere", base_url=server.url, api_key="wrong")
+        unknown = cohere(server, "embed-nothing")
+        too_long = cohere(server, truncate="error", max_concurrency=1)
+        return [
+            (lambda: wrong.embed(["x"]), embedify.AuthenticationError),
+            (lambda: unknown.embed(["x"]), embedify.ModelNotFoundError),
+            (lambda: too_long.embed(["fine", "a " * 600]), embedify.InputTooLongError),
+        ]
+
+
+def test_roles_reach_the_wire_as_input_type(server: LoopbackServer, fake: FakeCohere) -> None:
+    model = cohere(server)
+    for role in ("document", "query", "classification", "clustering"):
+        vector = model.embed(["same text"], role)[0]
+        assert fake.log[-1]["body"]["input_type"] == embedify.get_model(
+            "cohere", api_key="k").role_mapping[role].split("=")[1]
+        expected = vector_for("embed-english-v3.0", fake.log[-1]["body"]["input_type"], "same text")
+        assert np.allclose(vector, expected, atol=1e-6)
+
+
+def test_a_thousand_texts_in_order_in_valid_requests(server: LoopbackServer, fake: FakeCohere) -> None:
+    texts = [f"passage number {i}" for i in range(1000)]
+    result = cohere(server).embed_with_report(texts)
+    expected = np.stack([vector_for("embed-english-v3.0", "search_document", t) for t in texts])
+    assert np.allclose(result.vectors, expected, atol=1e-6)
+    sizes = [len(entry["body"]["texts"]) for entry in fake.log]
+    assert len(sizes) >= 11 and max(sizes) <= 96 and {e["status"] for e in fake.log} == {200}
+
+
+def test_sdk_retries_are_off_and_429_is_retried_by_the_engine(fake: FakeCohere) -> None:
+    fake.rate_limit_every = 2
+    with LoopbackServer(fake) as server:
+        result = cohere(server, max_concurrency=1, batch_size=5).embed_with_report(
+            [f"t{i}" for i in range(20)])
+    assert result.report.rate_limited >= 1 and result.report.failed == 0
+    assert len(fake.log) == result.report.requests
+
+
+def test_output_dimension_and_int8(server: LoopbackServer, fake: FakeCohere) -> None:
+    small = cohere(server, "embed-v4.0", dimensions=256).embed(["x"])
+    assert small.shape == (1, 256) and fake.log[-1]["body"]["output_dimension"] == 256
+    with pytest.raises(embedify.ConfigurationError, match="allowed: 256, 512, 1024, 1536"):
+        cohere(server, "embed-v4.0", dimensions=300).embed(["x"])
+    ints = cohere(server, embedding_type="int8").embed(["x"])
+    assert fake.log[-1]["body"]["embedding_types"] == ["int8"]
+    assert np.array_equal(ints, np.round(ints)) and np.abs(ints).max() <= 128
+    packed = cohere(server, embedding_type="ubinary").embed(["x"])
+    assert packed.shape == (1, 128)
+
+
+def test_truncate_maps_to_cohere(server: LoopbackServer, fake: FakeCohere) -> None:
+    result = cohere(server, truncate="start").embed_with_report(["word " * 2000])
+    assert fake.log[-1]["body"]["truncate"] == "START" and result.report.truncated == [0]
+
+
+def test_environment_key_order(server: LoopbackServer, fake: FakeCohere,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COHERE_API_KEY", API_KEY)
+    monkeypatch.setenv("CO_API_URL", server.url)
+    assert embedify.get_model("cohere").embed(["x"]).shape == (1, 1024)
+    monkeypatch.setenv("CO_API_KEY", "wrong")  # CO_API_KEY wins
+    with pytest.raises(embedify.EmbeddingJobError):
+        embedify.get_model("cohere").embed(["x"])
