@@ -1,0 +1,149 @@
+"""``jina:<model>``: Jina AI's ``/v1/embeddings`` over httpx.
+
+Roles become Jina ``task`` values, and the query and document tasks differ
+(``retrieval.query`` / ``retrieval.passage``), which is what Jina's retrieval models need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+import embedify
+from embedify import errors
+
+RETRIEVAL_TASKS = {"query": "retrieval.query", "document": "retrieval.passage",
+                   "classification": "classification", "clustering": "separation"}
+CODE_TASKS = {"query": "nl2code.query", "document": "nl2code.passage"}
+KNOWN_MODELS: dict[str, dict[str, Any]] = {
+    "jina-embeddings-v3": {"dimension": 1024, "tokens": 8192, "items": 2048,
+                           "tasks": RETRIEVAL_TASKS, "matryoshka": True},
+    "jina-embeddings-v4": {"dimension": 2048, "tokens": 32768, "items": 512,
+                           "tasks": {"query": "retrieval.query", "document": "retrieval.passage"},
+                           "matryoshka": True},
+    "jina-clip-v2": {"dimension": 1024, "tokens": 8192, "items": 2048,
+                     "tasks": {"query": "retrieval.query", "document": "retrieval.passage"},
+                     "matryoshka": True},
+    "jina-embeddings-v2-base-en": {"dimension": 768, "tokens": 8192, "items": 2048,
+                                   "tasks": {}, "matryoshka": False},
+    "jina-code-embeddings-0.5b": {"dimension": 896, "tokens": 32768, "items": 512,
+                                  "tasks": CODE_TASKS, "matryoshka": True},
+    "jina-code-embeddings-1.5b": {"dimension": 1536, "tokens": 32768, "items": 512,
+                                  "tasks": CODE_TASKS, "matryoshka": True},
+}
+
+
+class JinaOptions(embedify.RemoteOptions):
+    tasks: dict[str, str] | None = Field(None, description="Role -> Jina task, over the defaults.")
+    embedding_type: Literal["float", "base64"] = Field("float", description="Wire encoding.")
+    late_chunking: bool = Field(
+        False, description="Embed each request's inputs in one context (Jina late chunking)."
+    )
+
+
+class JinaEmbeddingModel(embedify.EmbeddingModel):
+    provider = "jina"
+    default_model_id = "jina-embeddings-v3"
+    options_class = JinaOptions
+    options: JinaOptions
+    default_max_concurrency = 5  # the free tier's concurrency
+
+    def __init__(self, model_id: str | None = None, **options: Any) -> None:
+        super().__init__(model_id, **options)
+        known = KNOWN_MODELS.get(self.model_id, {"tasks": {}})
+        self.dimension = known.get("dimension")
+        self.supports_dimensions = bool(known.get("matryoshka"))
+        self.normalized = bool(self.options.normalize)
+        self.tasks = {**known["tasks"], **(self.options.tasks or {})}
+        self.role_mapping = {role: f"task={self.tasks[role]}" if role in self.tasks else "no task"
+                             for role in ("document", "query", *self.tasks)}
+        self.limits = embedify.Limits(max_inputs_per_request=known.get("items", 2048),
+                                      max_tokens_per_input=known.get("tokens"))
+        # Jina cuts at the end when asked; cutting at the start is done here.
+        self.truncates_natively = self.options.truncate == "end"
+        self._clients: dict[int, Any] = {}
+
+    def _secret(self) -> str | None:
+        key = self.options.api_key
+        return key.get_secret_value() if key else os.environ.get("JINA_API_KEY")
+
+    async def prepare(self) -> None:
+        if not self._secret():
+            raise errors.ConfigurationError("No Jina API key: pass api_key=... or set JINA_API_KEY.")
+
+    def _client(self) -> Any:
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._clients:
+            import httpx
+
+            self._clients[loop] = httpx.AsyncClient(
+                base_url=self.options.base_url or "https://api.jina.ai",
+                headers={"Authorization": f"Bearer {self._secret()}",
+                         "Accept": "application/json"},
+                timeout=self.options.timeout,
+                limits=httpx.Limits(max_connections=self.info.max_concurrency),
+            )
+        return self._clients[loop]
+
+    async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
+        import httpx
+
+        body: dict[str, Any] = {"model": self.model_id, "input": texts,
+                                "embedding_type": self.options.embedding_type,
+                                "truncate": self.options.truncate == "end"}
+        if role in self.tasks:
+            body["task"] = self.tasks[role]
+        if self.options.dimensions is not None:
+            body["dimensions"] = self.options.dimensions
+        if self.options.normalize is not None:
+            body["normalized"] = self.options.normalize
+        if self.options.late_chunking:
+            body["late_chunking"] = True
+        try:
+            response = await self._client().post("/v1/embeddings", json=body)
+        except httpx.TimeoutException:
+            raise errors.TransientError("Jina request timed out") from None
+        except httpx.TransportError as error:
+            raise errors.TransientError(f"Jina connection failed: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise translate_error(response)
+        embedify.observe_rate_limit_headers(response.headers)
+        data = sorted(response.json()["data"], key=lambda item: item["index"])
+        if len(data) != len(texts):
+            raise errors.BadResponseError(f"Jina returned {len(data)} embeddings for {len(texts)}")
+        return np.stack([_vector(item["embedding"]) for item in data])
+
+
+def _vector(value: Any) -> np.ndarray:
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f4")
+    return np.asarray(value, dtype=np.float32)
+
+
+_TOO_MANY = re.compile(r"larger than the largest allowed size|can contain at most \d+ items")
+
+
+def translate_error(response: Any) -> errors.ProviderError:
+    status = response.status_code
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text or response.reason_phrase
+    message = f"Jina {status}: {detail}"
+    text = str(detail)
+    if _TOO_MANY.search(text):
+        return errors.BatchTooLargeError(message, status=status)
+    if "INSUFFICIENT_BALANCE" in text or status == 402:
+        return errors.QuotaExceededError(message, status=status)
+    if status in (400, 422) and re.search(r"too long|exceeds the maximum|context length", text):
+        return errors.InputTooLongError(message, status=status)
+    if status == 400 and "MODEL_NOT_FOUND" in text:
+        return errors.ModelNotFoundError(message, status=status)
+    retry_after = embedify.retry_after_from_headers(response.headers)
+    return errors.error_for_status(status, message, retry_after=retry_after)

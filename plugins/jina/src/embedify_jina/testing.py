@@ -1,0 +1,90 @@
+"""A loopback server speaking Jina's ``/v1/embeddings``: bearer key, per-model item limits
+(2048; 512 for v4) with Jina's messages, ``task`` per model, ``dimensions``, ``normalized``,
+``embedding_type`` float/base64, ``truncate`` (8192 words per input otherwise 400), FastAPI-style
+``{"detail": ...}`` errors, and 429 faults."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedify.testing import Request, Response
+
+API_KEY = "jina_test_key"
+MODELS = {"jina-embeddings-v3": (1024, 2048), "jina-embeddings-v4": (2048, 512),
+          "jina-embeddings-v2-base-en": (768, 2048), "jina-clip-v2": (1024, 2048)}
+TASKS = {"retrieval.query", "retrieval.passage", "text-matching", "classification", "separation",
+         "code.query", "code.passage"}
+
+
+def vector_for(model: str, task: str | None, text: str, dimension: int | None = None,
+               normalized: bool = True) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(f"{model}\0{task}\0{text}".encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(MODELS[model][0])[:dimension] * 3
+    return (vector / np.linalg.norm(vector) if normalized else vector).astype(np.float32)
+
+
+def _detail(status: int, detail: str) -> Response:
+    return Response(status, {"detail": f"[RID: 06b5f7bdde6ea380106a87fe6ab8ec5a] {detail}"})
+
+
+@dataclass
+class FakeJina:
+    rate_limit_every: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __call__(self, request: Request) -> Response:
+        with self._lock:
+            self._count += 1
+            count = self._count
+        response = self._answer(request, count)
+        with self._lock:
+            self.log.append({"status": response.status, "body": request.json()})
+        return response
+
+    def _answer(self, request: Request, count: int) -> Response:
+        if request.path != "/v1/embeddings":
+            return Response(404, {"detail": "Not Found"})
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return Response(401, {"detail": "AUTH_INVALID_API_KEY: Invalid API key"})
+        if self.rate_limit_every and count % self.rate_limit_every == 0:
+            return Response(429, {"detail": "Rate limit exceeded"}, headers={"retry-after": "0.05"})
+        body = request.json()
+        model, inputs, task = body.get("model"), body.get("input"), body.get("task")
+        if model not in MODELS:
+            return _detail(400, f"INPUT_MODEL_NOT_FOUND: model {model} not found")
+        limit = MODELS[model][1]
+        if len(inputs) > limit:
+            if model == "jina-embeddings-v4":
+                return _detail(400, f"Each input list can contain at most {limit} items")
+            return _detail(400, f"input length is larger than the largest allowed size {limit}")
+        if task is not None and (task not in TASKS or model == "jina-embeddings-v2-base-en"):
+            return Response(422, {"detail": [{"loc": ["body", "task"], "msg": "invalid task"}]})
+        texts = []
+        for text in inputs:
+            words = text.split()
+            if len(words) > 8192 and not body.get("truncate"):
+                return _detail(400, f"Input text is too long: {len(words)} tokens exceeds the "
+                               "maximum of 8192 tokens")
+            texts.append(" ".join(words[:8192]) if len(words) > 8192 else text)
+        normalized = body.get("normalized", True)
+        vectors = [vector_for(model, task, t, body.get("dimensions"), normalized) for t in texts]
+        base = body.get("embedding_type") == "base64"
+        data = [{"object": "embedding", "index": i,
+                 "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if base
+                 else v.tolist()} for i, v in enumerate(vectors)]
+        data.reverse()  # clients must order by index
+        tokens = sum(len(t.split()) for t in texts)
+        return Response(200, {"model": model, "object": "list", "data": data,
+                              "usage": {"total_tokens": tokens, "prompt_tokens": tokens}},
+                        headers={"X-RateLimit-Remaining-Requests": "499",
+                                 "X-RateLimit-Remaining-Tokens": "999000"})
