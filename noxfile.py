@@ -10,7 +10,11 @@ nox.options.default_venv_backend = "venv"
 TORCH = "torch==2.13.0"  # the CPU build; install before anything that depends on torch
 PLUGINS = sorted(p.name for p in Path("plugins").iterdir() if (p / "pyproject.toml").exists())
 # Plugins a plugin's tests need beside it (a model pack needs its provider).
-PLUGIN_NEEDS = {"pack-minilm": ["plugins/huggingface"]}
+PLUGIN_NEEDS = {
+    "pack-minilm": ["plugins/huggingface"],
+    "azure-openai": ["plugins/openai"],
+    "tei": ["plugins/openai"],  # its tests show the OpenAI-compatible route
+}
 
 
 @nox.session

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from embedify_cohere.testing import API_KEY, FakeCohere, vector_for
 
 import embedify
 from embedify.testing import ConformanceSuite, LoopbackServer
-from embedify_cohere.testing import API_KEY, FakeCohere, vector_for
 
 
 @pytest.fixture(autouse=True)
@@ -56,13 +56,17 @@ def test_roles_reach_the_wire_as_input_type(server: LoopbackServer, fake: FakeCo
     model = cohere(server)
     for role in ("document", "query", "classification", "clustering"):
         vector = model.embed(["same text"], role)[0]
-        assert fake.log[-1]["body"]["input_type"] == embedify.get_model(
-            "cohere", api_key="k").role_mapping[role].split("=")[1]
+        assert (
+            fake.log[-1]["body"]["input_type"]
+            == embedify.get_model("cohere", api_key="k").role_mapping[role].split("=")[1]
+        )
         expected = vector_for("embed-english-v3.0", fake.log[-1]["body"]["input_type"], "same text")
         assert np.allclose(vector, expected, atol=1e-6)
 
 
-def test_a_thousand_texts_in_order_in_valid_requests(server: LoopbackServer, fake: FakeCohere) -> None:
+def test_a_thousand_texts_in_order_in_valid_requests(
+    server: LoopbackServer, fake: FakeCohere
+) -> None:
     texts = [f"passage number {i}" for i in range(1000)]
     result = cohere(server).embed_with_report(texts)
     expected = np.stack([vector_for("embed-english-v3.0", "search_document", t) for t in texts])
@@ -75,7 +79,8 @@ def test_sdk_retries_are_off_and_429_is_retried_by_the_engine(fake: FakeCohere) 
     fake.rate_limit_every = 2
     with LoopbackServer(fake) as server:
         result = cohere(server, max_concurrency=1, batch_size=5).embed_with_report(
-            [f"t{i}" for i in range(20)])
+            [f"t{i}" for i in range(20)]
+        )
     assert result.report.rate_limited >= 1 and result.report.failed == 0
     assert len(fake.log) == result.report.requests
 
@@ -97,8 +102,9 @@ def test_truncate_maps_to_cohere(server: LoopbackServer, fake: FakeCohere) -> No
     assert fake.log[-1]["body"]["truncate"] == "START" and result.report.truncated == [0]
 
 
-def test_environment_key_order(server: LoopbackServer, fake: FakeCohere,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_key_order(
+    server: LoopbackServer, fake: FakeCohere, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COHERE_API_KEY", API_KEY)
     monkeypatch.setenv("CO_API_URL", server.url)
     assert embedify.get_model("cohere").embed(["x"]).shape == (1, 1024)

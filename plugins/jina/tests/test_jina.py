@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from embedify_jina.testing import API_KEY, FakeJina, vector_for
 
 import embedify
 from embedify.testing import ConformanceSuite, LoopbackServer
-from embedify_jina.testing import API_KEY, FakeJina, vector_for
 
 
 @pytest.fixture(autouse=True)
@@ -51,14 +51,19 @@ class TestJinaConformance(ConformanceSuite):
         ]
 
 
-def test_query_and_document_tasks_differ_on_the_wire(server: LoopbackServer, fake: FakeJina) -> None:
+def test_query_and_document_tasks_differ_on_the_wire(
+    server: LoopbackServer, fake: FakeJina
+) -> None:
     model = jina(server)
     query = model.embed_query("what is late chunking?")
     document = model.embed_documents(["late chunking embeds a document in one pass"])[0]
     tasks = [entry["body"]["task"] for entry in fake.log]
     assert tasks == ["retrieval.query", "retrieval.passage"]
-    assert np.allclose(query, vector_for("jina-embeddings-v3", "retrieval.query",
-                                         "what is late chunking?"), atol=1e-6)
+    assert np.allclose(
+        query,
+        vector_for("jina-embeddings-v3", "retrieval.query", "what is late chunking?"),
+        atol=1e-6,
+    )
     assert document.shape == (1024,)
     model.embed(["x"], "clustering")
     assert fake.log[-1]["body"]["task"] == "separation"
@@ -68,18 +73,28 @@ def test_v4_item_limit_and_order(server: LoopbackServer, fake: FakeJina) -> None
     texts = [f"item {i}" for i in range(1200)]
     vectors = jina(server, "jina-embeddings-v4", max_concurrency=1).embed(texts)
     assert max(len(e["body"]["input"]) for e in fake.log) <= 512
-    expected = np.stack([vector_for("jina-embeddings-v4", "retrieval.passage", t) for t in texts[:3]])
+    expected = np.stack(
+        [vector_for("jina-embeddings-v4", "retrieval.passage", t) for t in texts[:3]]
+    )
     assert np.allclose(vectors[:3], expected, atol=1e-6)
 
 
 def test_options_reach_the_wire(server: LoopbackServer, fake: FakeJina) -> None:
-    vectors = jina(server, dimensions=256, normalize=False, embedding_type="base64",
-                   late_chunking=True).embed(["x"])
+    vectors = jina(
+        server, dimensions=256, normalize=False, embedding_type="base64", late_chunking=True
+    ).embed(["x"])
     body = fake.log[-1]["body"]
-    assert (body["dimensions"], body["normalized"], body["embedding_type"], body["late_chunking"]) \
-        == (256, False, "base64", True)
-    assert np.allclose(vectors[0], vector_for("jina-embeddings-v3", "retrieval.passage", "x", 256,
-                                              normalized=False), atol=1e-6)
+    assert (
+        body["dimensions"],
+        body["normalized"],
+        body["embedding_type"],
+        body["late_chunking"],
+    ) == (256, False, "base64", True)
+    assert np.allclose(
+        vectors[0],
+        vector_for("jina-embeddings-v3", "retrieval.passage", "x", 256, normalized=False),
+        atol=1e-6,
+    )
 
 
 def test_model_without_tasks_sends_none(server: LoopbackServer, fake: FakeJina) -> None:
@@ -91,5 +106,6 @@ def test_rate_limits_are_retried(fake: FakeJina) -> None:
     fake.rate_limit_every = 2
     with LoopbackServer(fake) as server:
         result = jina(server, batch_size=10, max_concurrency=2).embed_with_report(
-            [f"t{i}" for i in range(100)])
+            [f"t{i}" for i in range(100)]
+        )
     assert result.report.rate_limited > 0 and result.report.failed == 0

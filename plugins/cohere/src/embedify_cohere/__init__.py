@@ -13,6 +13,11 @@ def register_models(register: Any) -> None:
         "cohere",
         "embedify_cohere.model:CohereEmbeddingModel",
         default_model="embed-english-v3.0",
-        models=["embed-v4.0", "embed-english-v3.0", "embed-multilingual-v3.0",
-                "embed-english-light-v3.0", "embed-multilingual-light-v3.0"],
+        models=[
+            "embed-v4.0",
+            "embed-english-v3.0",
+            "embed-multilingual-v3.0",
+            "embed-english-light-v3.0",
+            "embed-multilingual-light-v3.0",
+        ],
     )

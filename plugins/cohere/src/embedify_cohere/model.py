@@ -23,8 +23,12 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "embed-english-light-v3.0": {"dimension": 384, "dimensions": None, "tokens": 512},
     "embed-multilingual-light-v3.0": {"dimension": 384, "dimensions": None, "tokens": 512},
 }
-INPUT_TYPES = {"document": "search_document", "query": "search_query",
-               "classification": "classification", "clustering": "clustering"}
+INPUT_TYPES = {
+    "document": "search_document",
+    "query": "search_query",
+    "classification": "classification",
+    "clustering": "clustering",
+}
 TRUNCATE = {"error": "NONE", "end": "END", "start": "START"}
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary"]
 
@@ -58,8 +62,9 @@ class CohereEmbeddingModel(embedify.EmbeddingModel):
         self.dimension = native // 8 if native and packed else native
         self.normalized = kind == "float" and bool(known)
         self.output_dtypes = (kind,)
-        self.limits = embedify.Limits(max_inputs_per_request=96,
-                                      max_tokens_per_input=known.get("tokens"))
+        self.limits = embedify.Limits(
+            max_inputs_per_request=96, max_tokens_per_input=known.get("tokens")
+        )
         self._clients: dict[int, Any] = {}
 
     def _secret(self) -> str | None:
@@ -82,7 +87,8 @@ class CohereEmbeddingModel(embedify.EmbeddingModel):
             self._clients[loop] = cohere.AsyncClientV2(
                 api_key=self._secret(),
                 # CO_API_URL is read by the SDK at import time; read it now instead.
-                base_url=self.options.base_url or os.environ.get("CO_API_URL")
+                base_url=self.options.base_url
+                or os.environ.get("CO_API_URL")
                 or "https://api.cohere.com",
                 client_name=self.options.client_name,
                 timeout=self.options.timeout,
@@ -100,8 +106,12 @@ class CohereEmbeddingModel(embedify.EmbeddingModel):
         kind = self.options.embedding_type
         try:
             raw = await self._client().with_raw_response.embed(
-                model=self.model_id, texts=texts, input_type=INPUT_TYPES[role],
-                embedding_types=[kind], truncate=TRUNCATE[self.options.truncate], **extra,
+                model=self.model_id,
+                texts=texts,
+                input_type=INPUT_TYPES[role],
+                embedding_types=[kind],
+                truncate=TRUNCATE[self.options.truncate],
+                **extra,
             )
         except ApiError as error:
             raise translate_error(error) from None
@@ -122,9 +132,9 @@ def translate_error(error: Any) -> errors.ProviderError:
     lowered = message.lower()
     if status == 400 and "must be at most" in lowered:
         return errors.BatchTooLargeError(text, status=status)
-    if status == 400 and ("too long" in lowered or "exceeds" in lowered and "token" in lowered):
+    if status == 400 and ("too long" in lowered or ("exceeds" in lowered and "token" in lowered)):
         return errors.InputTooLongError(text, status=status)
-    if status == 402 or status == 429 and "per month" in lowered:
+    if status == 402 or (status == 429 and "per month" in lowered):
         return errors.QuotaExceededError(text, status=status)
     if status == 498:
         return errors.AuthenticationError(text, status=status)

@@ -13,6 +13,12 @@ def register_models(register: Any) -> None:
         "jina",
         "embedify_jina.model:JinaEmbeddingModel",
         default_model="jina-embeddings-v3",
-        models=["jina-embeddings-v3", "jina-embeddings-v4", "jina-embeddings-v2-base-en",
-                "jina-clip-v2", "jina-code-embeddings-0.5b", "jina-code-embeddings-1.5b"],
+        models=[
+            "jina-embeddings-v3",
+            "jina-embeddings-v4",
+            "jina-embeddings-v2-base-en",
+            "jina-clip-v2",
+            "jina-code-embeddings-0.5b",
+            "jina-code-embeddings-1.5b",
+        ],
     )

@@ -18,24 +18,56 @@ from pydantic import Field
 import embedify
 from embedify import errors
 
-RETRIEVAL_TASKS = {"query": "retrieval.query", "document": "retrieval.passage",
-                   "classification": "classification", "clustering": "separation"}
+RETRIEVAL_TASKS = {
+    "query": "retrieval.query",
+    "document": "retrieval.passage",
+    "classification": "classification",
+    "clustering": "separation",
+}
 CODE_TASKS = {"query": "nl2code.query", "document": "nl2code.passage"}
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
-    "jina-embeddings-v3": {"dimension": 1024, "tokens": 8192, "items": 2048,
-                           "tasks": RETRIEVAL_TASKS, "matryoshka": True},
-    "jina-embeddings-v4": {"dimension": 2048, "tokens": 32768, "items": 512,
-                           "tasks": {"query": "retrieval.query", "document": "retrieval.passage"},
-                           "matryoshka": True},
-    "jina-clip-v2": {"dimension": 1024, "tokens": 8192, "items": 2048,
-                     "tasks": {"query": "retrieval.query", "document": "retrieval.passage"},
-                     "matryoshka": True},
-    "jina-embeddings-v2-base-en": {"dimension": 768, "tokens": 8192, "items": 2048,
-                                   "tasks": {}, "matryoshka": False},
-    "jina-code-embeddings-0.5b": {"dimension": 896, "tokens": 32768, "items": 512,
-                                  "tasks": CODE_TASKS, "matryoshka": True},
-    "jina-code-embeddings-1.5b": {"dimension": 1536, "tokens": 32768, "items": 512,
-                                  "tasks": CODE_TASKS, "matryoshka": True},
+    "jina-embeddings-v3": {
+        "dimension": 1024,
+        "tokens": 8192,
+        "items": 2048,
+        "tasks": RETRIEVAL_TASKS,
+        "matryoshka": True,
+    },
+    "jina-embeddings-v4": {
+        "dimension": 2048,
+        "tokens": 32768,
+        "items": 512,
+        "tasks": {"query": "retrieval.query", "document": "retrieval.passage"},
+        "matryoshka": True,
+    },
+    "jina-clip-v2": {
+        "dimension": 1024,
+        "tokens": 8192,
+        "items": 2048,
+        "tasks": {"query": "retrieval.query", "document": "retrieval.passage"},
+        "matryoshka": True,
+    },
+    "jina-embeddings-v2-base-en": {
+        "dimension": 768,
+        "tokens": 8192,
+        "items": 2048,
+        "tasks": {},
+        "matryoshka": False,
+    },
+    "jina-code-embeddings-0.5b": {
+        "dimension": 896,
+        "tokens": 32768,
+        "items": 512,
+        "tasks": CODE_TASKS,
+        "matryoshka": True,
+    },
+    "jina-code-embeddings-1.5b": {
+        "dimension": 1536,
+        "tokens": 32768,
+        "items": 512,
+        "tasks": CODE_TASKS,
+        "matryoshka": True,
+    },
 }
 
 
@@ -61,10 +93,14 @@ class JinaEmbeddingModel(embedify.EmbeddingModel):
         self.supports_dimensions = bool(known.get("matryoshka"))
         self.normalized = bool(self.options.normalize)
         self.tasks = {**known["tasks"], **(self.options.tasks or {})}
-        self.role_mapping = {role: f"task={self.tasks[role]}" if role in self.tasks else "no task"
-                             for role in ("document", "query", *self.tasks)}
-        self.limits = embedify.Limits(max_inputs_per_request=known.get("items", 2048),
-                                      max_tokens_per_input=known.get("tokens"))
+        self.role_mapping = {
+            role: f"task={self.tasks[role]}" if role in self.tasks else "no task"
+            for role in ("document", "query", *self.tasks)
+        }
+        self.limits = embedify.Limits(
+            max_inputs_per_request=known.get("items", 2048),
+            max_tokens_per_input=known.get("tokens"),
+        )
         # Jina cuts at the end when asked; cutting at the start is done here.
         self.truncates_natively = self.options.truncate == "end"
         self._clients: dict[int, Any] = {}
@@ -75,7 +111,9 @@ class JinaEmbeddingModel(embedify.EmbeddingModel):
 
     async def prepare(self) -> None:
         if not self._secret():
-            raise errors.ConfigurationError("No Jina API key: pass api_key=... or set JINA_API_KEY.")
+            raise errors.ConfigurationError(
+                "No Jina API key: pass api_key=... or set JINA_API_KEY."
+            )
 
     def _client(self) -> Any:
         loop = id(asyncio.get_running_loop())
@@ -84,8 +122,7 @@ class JinaEmbeddingModel(embedify.EmbeddingModel):
 
             self._clients[loop] = httpx.AsyncClient(
                 base_url=self.options.base_url or "https://api.jina.ai",
-                headers={"Authorization": f"Bearer {self._secret()}",
-                         "Accept": "application/json"},
+                headers={"Authorization": f"Bearer {self._secret()}", "Accept": "application/json"},
                 timeout=self.options.timeout,
                 limits=httpx.Limits(max_connections=self.info.max_concurrency),
             )
@@ -94,9 +131,12 @@ class JinaEmbeddingModel(embedify.EmbeddingModel):
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         import httpx
 
-        body: dict[str, Any] = {"model": self.model_id, "input": texts,
-                                "embedding_type": self.options.embedding_type,
-                                "truncate": self.options.truncate == "end"}
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "input": texts,
+            "embedding_type": self.options.embedding_type,
+            "truncate": self.options.truncate == "end",
+        }
         if role in self.tasks:
             body["task"] = self.tasks[role]
         if self.options.dimensions is not None:

@@ -16,15 +16,29 @@ import numpy as np
 from embedify.testing import Request, Response
 
 API_KEY = "jina_test_key"
-MODELS = {"jina-embeddings-v3": (1024, 2048), "jina-embeddings-v4": (2048, 512),
-          "jina-embeddings-v2-base-en": (768, 2048), "jina-clip-v2": (1024, 2048)}
-TASKS = {"retrieval.query", "retrieval.passage", "text-matching", "classification", "separation",
-         "code.query", "code.passage"}
+MODELS = {
+    "jina-embeddings-v3": (1024, 2048),
+    "jina-embeddings-v4": (2048, 512),
+    "jina-embeddings-v2-base-en": (768, 2048),
+    "jina-clip-v2": (1024, 2048),
+}
+TASKS = {
+    "retrieval.query",
+    "retrieval.passage",
+    "text-matching",
+    "classification",
+    "separation",
+    "code.query",
+    "code.passage",
+}
 
 
-def vector_for(model: str, task: str | None, text: str, dimension: int | None = None,
-               normalized: bool = True) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(f"{model}\0{task}\0{text}".encode()).digest()[:8], "little")
+def vector_for(
+    model: str, task: str | None, text: str, dimension: int | None = None, normalized: bool = True
+) -> np.ndarray:
+    seed = int.from_bytes(
+        hashlib.sha256(f"{model}\0{task}\0{text}".encode()).digest()[:8], "little"
+    )
     vector = np.random.default_rng(seed).standard_normal(MODELS[model][0])[:dimension] * 3
     return (vector / np.linalg.norm(vector) if normalized else vector).astype(np.float32)
 
@@ -73,18 +87,37 @@ class FakeJina:
         for text in inputs:
             words = text.split()
             if len(words) > 8192 and not body.get("truncate"):
-                return _detail(400, f"Input text is too long: {len(words)} tokens exceeds the "
-                               "maximum of 8192 tokens")
+                return _detail(
+                    400,
+                    f"Input text is too long: {len(words)} tokens exceeds the "
+                    "maximum of 8192 tokens",
+                )
             texts.append(" ".join(words[:8192]) if len(words) > 8192 else text)
         normalized = body.get("normalized", True)
         vectors = [vector_for(model, task, t, body.get("dimensions"), normalized) for t in texts]
         base = body.get("embedding_type") == "base64"
-        data = [{"object": "embedding", "index": i,
-                 "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if base
-                 else v.tolist()} for i, v in enumerate(vectors)]
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
+                if base
+                else v.tolist(),
+            }
+            for i, v in enumerate(vectors)
+        ]
         data.reverse()  # clients must order by index
         tokens = sum(len(t.split()) for t in texts)
-        return Response(200, {"model": model, "object": "list", "data": data,
-                              "usage": {"total_tokens": tokens, "prompt_tokens": tokens}},
-                        headers={"X-RateLimit-Remaining-Requests": "499",
-                                 "X-RateLimit-Remaining-Tokens": "999000"})
+        return Response(
+            200,
+            {
+                "model": model,
+                "object": "list",
+                "data": data,
+                "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+            },
+            headers={
+                "X-RateLimit-Remaining-Requests": "499",
+                "X-RateLimit-Remaining-Tokens": "999000",
+            },
+        )
