@@ -14,6 +14,7 @@ PLUGIN_NEEDS = {
     "pack-minilm": ["plugins/huggingface"],
     "azure-openai": ["plugins/openai"],
     "tei": ["plugins/openai"],  # its tests show the OpenAI-compatible route
+    "instructor": ["plugins/huggingface[test]"],  # tiny-model builders, sentence-transformers
 }
 
 

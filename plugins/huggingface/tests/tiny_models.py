@@ -19,7 +19,9 @@ from transformers import (
 
 WORDS = (
     "the a cat dog sat on mat query passage represent document question computer science what "
-    "is rain cats dogs here it raining naïve café 日本語 🙂 text number"
+    "is rain cats dogs here it raining naïve café 日本語 🙂 text number quarterly revenue grew by "
+    "twelve percent photosynthesis turns light into chemical energy recipe for sourdough bread "
+    "needs patience"
 ).split()
 
 

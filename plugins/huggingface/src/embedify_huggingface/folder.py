@@ -123,7 +123,7 @@ def read_folder(path: Path) -> ModelFolder:
     folder.prompts = dict(settings.get("prompts") or {})
     model_config = _json(path / "config.json") or {}
     for module in modules:
-        kind = module["type"].rsplit(".", 1)[-1]
+        kind = module["type"].rsplit(".", 1)[-1].removeprefix("INSTRUCTOR_")
         where = path / module.get("path", "")
         if kind == "Transformer":
             config = _json(where / "sentence_bert_config.json") or {}

@@ -37,18 +37,20 @@ MODELS = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+_PUNCTUATION = ".,;:!?()[]{}\"'"
 
 
 def count_tokens(text: str) -> int:
-    return len(_TOKEN.findall(text))
+    """The server's token count: words plus punctuation marks (cheap, and not what the client's
+    byte-based estimate assumes, which is the point)."""
+    return len(text.split()) + sum(text.count(mark) for mark in _PUNCTUATION)
 
 
 def vector_for(model: str, text: str, dimension: int | None = None) -> np.ndarray:
     """The server's deterministic vector for a text (unit length, after ``dimensions``)."""
-    seed = int.from_bytes(hashlib.sha256(f"{model}\0{text}".encode()).digest()[:8], "little")
-    vector = np.random.default_rng(seed).standard_normal(MODELS.get(model, 64))
-    vector = vector[: dimension or len(vector)].astype(np.float32)
+    size = MODELS.get(model, 64)
+    raw = hashlib.shake_256(f"{model}\0{text}".encode()).digest(2 * size)
+    vector = np.frombuffer(raw, dtype="<i2")[: dimension or size].astype(np.float32)
     return vector / np.linalg.norm(vector)
 
 
@@ -83,6 +85,7 @@ class FakeOpenAI:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     azure: bool = False
+    max_in_flight: int | None = None  # requests beyond this wait for a slot (server capacity)
     seed: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -91,6 +94,7 @@ class FakeOpenAI:
         self._random = random.Random(self.seed)
         self._count = 0
         self._window: deque[tuple[float, int]] = deque()
+        self._slots = threading.BoundedSemaphore(self.max_in_flight or 1_000_000)
 
     def __call__(self, request: Request) -> Response:
         with self._lock:
@@ -300,6 +304,10 @@ class FakeOpenAI:
         if wait is not None:
             return self._rate_limited(wait, total, str(max(1, math.ceil(wait))))
         delay = self.latency + self.latency_per_token * total
+        if self.max_in_flight:  # hold a slot for the whole service time
+            with self._slots:
+                time.sleep(delay)
+            delay = 0.0
         vectors = [vector_for(model, t, dimensions) for t in inputs]
         as_base64 = body.get("encoding_format") == "base64" and not self.ignore_base64
         data = [
