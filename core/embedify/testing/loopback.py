@@ -17,7 +17,9 @@ Only 127.0.0.1 is ever bound.
 
 from __future__ import annotations
 
+import abc
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -126,3 +128,47 @@ class LoopbackServer:
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         return RequestHandler
+
+
+@dataclass
+class FakeService(abc.ABC):
+    """Base for a provider fake: numbers each request, draws a reproducible random number for
+    fault injection, and logs every exchange (``log``: status, path, headers, query, body).
+
+    Subclasses implement ``answer(request, count, roll)``; pass the instance to
+    ``LoopbackServer``.
+    """
+
+    seed: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._random = random.Random(self.seed)
+        self._count = 0
+
+    def __call__(self, request: Request) -> Response:
+        with self._lock:
+            self._count += 1
+            count, roll = self._count, self._random.random()
+        response = self.answer(request, count, roll)
+        with self._lock:
+            self.log.append(
+                {
+                    "status": response.status,
+                    "path": request.path,
+                    "headers": request.headers,
+                    "query": request.query,
+                    "body": request.json() if request.body else None,
+                }
+            )
+        return response
+
+    @abc.abstractmethod
+    def answer(self, request: Request, count: int, roll: float) -> Response:
+        """The response to the ``count``-th request; ``roll`` is uniform in [0, 1)."""
+
+    @property
+    def statuses(self) -> list[int]:
+        with self._lock:
+            return [entry["status"] for entry in self.log]

@@ -7,20 +7,18 @@ a smaller batch limit than the client believes, malformed answers, dropped conne
 from __future__ import annotations
 
 import hashlib
-import random
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from embedify.testing import Request, Response
+from embedify.testing import FakeService, Request, Response
 
 API_KEY = "acme-test-key"
 
 
 @dataclass
-class AcmeServer:
-    """Call it with a :class:`Request`; pass it to ``LoopbackServer``."""
+class AcmeServer(FakeService):
+    """Pass it to ``LoopbackServer``; the fields switch faults on."""
 
     latency: float = 0.0
     max_batch: int = 64
@@ -31,24 +29,15 @@ class AcmeServer:
     malformed: bool = False
     drop_first: int = 0  # drop the connection on the first n requests
     reject_word: str | None = None  # 400 for any batch holding a text with this word
-    seed: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)
-        self._lock = threading.Lock()
-        self._count = 0
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Inputs per request that the server accepted."""
+        return [len(e["body"]["inputs"]) for e in self.log if e["status"] == 200]
 
-    def __call__(self, request: Request) -> Response:
-        with self._lock:
-            self._count += 1
-            count = self._count
-            roll = self._random.random()
+    def answer(self, request: Request, count: int, roll: float) -> Response:
         response = self._answer(request, count, roll)
         response.delay = self.latency
-        with self._lock:
-            self.statuses.append(response.status)
         return response
 
     def _answer(self, request: Request, count: int, roll: float) -> Response:
@@ -86,8 +75,6 @@ class AcmeServer:
                 )
         if self.reject_word and any(self.reject_word in text for text in inputs):
             return _error(400, f"inputs may not contain {self.reject_word!r}", "invalid_input")
-        with self._lock:
-            self.batch_sizes.append(len(inputs))
         dimension = 256 if body["model"] == "acme-embed-1" else 64
         if self.malformed:
             return Response(200, {"embeddings": [[0.0] * dimension]})

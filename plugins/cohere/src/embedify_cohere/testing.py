@@ -9,15 +9,13 @@ the model's 512 tokens; ``embedding_types`` picks the keys of ``embeddings``; er
 from __future__ import annotations
 
 import hashlib
-import random
-import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from embedify.testing import Request, Response
+from embedify.testing import FakeService, Request, Response
 
 API_KEY = "co-test-key"
 DIMENSIONS = {
@@ -43,33 +41,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 @dataclass
-class FakeCohere:
+class FakeCohere(FakeService):
     rate_limit_every: int = 0
     error_rate: float = 0.0
-    seed: int = 0
-    log: list[dict[str, Any]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._random = random.Random(self.seed)
-        self._count = 0
-
-    def __call__(self, request: Request) -> Response:
-        with self._lock:
-            self._count += 1
-            count, roll = self._count, self._random.random()
-        response = self._answer(request, count, roll)
-        with self._lock:
-            self.log.append(
-                {
-                    "status": response.status,
-                    "headers": request.headers,
-                    "body": request.json() if request.body else None,
-                }
-            )
-        return response
-
-    def _answer(self, request: Request, count: int, roll: float) -> Response:
+    def answer(self, request: Request, count: int, roll: float) -> Response:
         if request.path != "/v2/embed":
             return _error(404, f"path {request.path} not found")
         if request.headers.get("authorization") != f"Bearer {API_KEY}":

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from embedify.testing import Request, Response
+from embedify.testing import FakeService, Request, Response
 
 API_KEY = "jina_test_key"
 MODELS = {
@@ -48,24 +46,10 @@ def _detail(status: int, detail: str) -> Response:
 
 
 @dataclass
-class FakeJina:
+class FakeJina(FakeService):
     rate_limit_every: int = 0
-    log: list[dict[str, Any]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def __call__(self, request: Request) -> Response:
-        with self._lock:
-            self._count += 1
-            count = self._count
-        response = self._answer(request, count)
-        with self._lock:
-            self.log.append({"status": response.status, "body": request.json()})
-        return response
-
-    def _answer(self, request: Request, count: int) -> Response:
+    def answer(self, request: Request, count: int, roll: float) -> Response:
         if request.path != "/v1/embeddings":
             return Response(404, {"detail": "Not Found"})
         if request.headers.get("authorization") != f"Bearer {API_KEY}":

@@ -19,17 +19,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import random
 import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from embedify.testing import Request, Response
+from embedify.testing import FakeService, Request, Response
 
 API_KEY = "sk-test-0123456789abcdef"
 MODELS = {
@@ -70,7 +69,7 @@ def _azure_error(status: int, code: str, message: str) -> Response:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(FakeService):
     """Call it with a :class:`Request` (pass it to ``LoopbackServer``); faults are fields."""
 
     latency: float = 0.0
@@ -86,36 +85,13 @@ class FakeOpenAI:
     tokens_per_minute: int | None = None
     azure: bool = False
     max_in_flight: int | None = None  # requests beyond this wait for a slot (server capacity)
-    seed: int = 0
-    log: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._random = random.Random(self.seed)
-        self._count = 0
+        super().__post_init__()
         self._window: deque[tuple[float, int]] = deque()
         self._slots = threading.BoundedSemaphore(self.max_in_flight or 1_000_000)
 
-    def __call__(self, request: Request) -> Response:
-        with self._lock:
-            self._count += 1
-            count, roll = self._count, self._random.random()
-        response = self._answer(request, count, roll)
-        with self._lock:
-            self.log.append(
-                {
-                    "status": response.status,
-                    "path": request.path,
-                    "headers": request.headers,
-                    "query": request.query,
-                    "body": request.json() if request.body else None,
-                }
-            )
-        return response
-
-    # -- routing and auth ------------------------------------------------------------------
-
-    def _answer(self, request: Request, count: int, roll: float) -> Response:
+    def answer(self, request: Request, count: int, roll: float) -> Response:
         deployment = None
         if request.path == "/v1/embeddings" and not self.azure:
             if request.headers.get("authorization") != f"Bearer {API_KEY}":

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from embedify.testing import Request, Response
+from embedify.testing import FakeService, Request, Response
 
 
 def vector_for(
@@ -27,7 +26,7 @@ def vector_for(
 
 
 @dataclass
-class FakeTEI:
+class FakeTEI(FakeService):
     max_client_batch_size: int = 32
     max_input_length: int = 512
     max_concurrent_requests: int = 512
@@ -35,10 +34,9 @@ class FakeTEI:
     api_key: str | None = None
     prompts: dict[str, str] = field(default_factory=lambda: {"query": "query: "})
     latency: float = 0.0
-    log: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__post_init__()
         self._permits_used = 0
 
     @property
@@ -46,22 +44,10 @@ class FakeTEI:
         major, minor = (int(part) for part in self.version.split(".")[:2])
         return 422 if (major, minor) >= (1, 9) else 413
 
-    def __call__(self, request: Request) -> Response:
-        response = self._answer(request)
-        with self._lock:
-            self.log.append(
-                {
-                    "status": response.status,
-                    "path": request.path,
-                    "body": request.json() if request.body else None,
-                }
-            )
-        return response
-
     def _error(self, status: int, message: str, kind: str) -> Response:
         return Response(status, {"error": message, "error_type": kind})
 
-    def _answer(self, request: Request) -> Response:
+    def answer(self, request: Request, count: int, roll: float) -> Response:
         if request.path == "/health":
             return Response(200, b"")
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
