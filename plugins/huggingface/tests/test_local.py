@@ -173,12 +173,18 @@ class TestLocalConformance(ConformanceSuite):
 
 
 def test_concurrent_first_uses_export_once(tiny_folders: dict[str, Path], tmp_path: Path) -> None:
-    code = ("import sys, embedify; "
-            "print(embedify.get_model('local:' + sys.argv[1], backend='onnx').embed(['x']).shape)")
+    code = (
+        "import sys, embedify; "
+        "print(embedify.get_model('local:' + sys.argv[1], backend='onnx').embed(['x']).shape)"
+    )
     env = {**os.environ, "EMBEDIFY_CACHE_DIR": str(tmp_path / "cache")}
     folder = str(tiny_folders["bert-max"])
-    processes = [subprocess.Popen([sys.executable, "-c", code, folder], env=env,
-                                  stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, folder], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outputs = [process.communicate(timeout=300)[0].strip() for process in processes]
     assert [p.returncode for p in processes] == [0, 0, 0] and set(outputs) == {"(1, 32)"}
     exports = [p for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir()]

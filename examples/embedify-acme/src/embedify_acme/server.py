@@ -86,8 +86,8 @@ class AcmeServer(FakeService):
 
 def vector_for(input_type: str, text: str, dimension: int) -> list[float]:
     """The server's deterministic 'embedding' of a text, so tests can check every row."""
-    seed = int.from_bytes(hashlib.sha256(f"{input_type}\0{text}".encode()).digest()[:8], "little")
-    vector = np.random.default_rng(seed).standard_normal(dimension).astype(np.float32)
+    raw = hashlib.shake_256(f"{input_type}\0{text}".encode()).digest(2 * dimension)
+    vector = np.frombuffer(raw, dtype="<i2").astype(np.float32)
     return (vector / np.linalg.norm(vector)).tolist()
 
 

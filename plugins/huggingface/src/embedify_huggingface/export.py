@@ -12,8 +12,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from embedify.config import cache_dir
 from embedify_huggingface.folder import ModelFolder, read_folder
@@ -60,13 +62,26 @@ def export_onnx(source: Path, out: Path, *, quantize: str | None = None) -> Path
             hidden: torch.Tensor = self.model(**dict(zip(names, inputs))).last_hidden_state
             return hidden
 
+    with warnings.catch_warnings():  # tracing warnings about shapes do not apply here
+        warnings.simplefilter("ignore")
+        _trace(TokenEmbeddings(), names, sample, out)
+    if quantize == "int8":
+        quantize_int8(out / "model.onnx", out / "model_int8.onnx")
+    elif quantize is not None:
+        raise ValueError(f"unknown quantization {quantize!r}; use 'int8'")
+    return out
+
+
+def _trace(module: Any, names: list[str], sample: Any, out: Path) -> None:
+    import torch
+
     arrays = {
         "input_ids": sample.input_ids,
         "attention_mask": sample.attention_mask,
         "token_type_ids": sample.token_type_ids,
     }
     torch.onnx.export(
-        TokenEmbeddings(),
+        module,
         tuple(torch.from_numpy(arrays[name]) for name in names),
         str(out / "model.onnx"),
         input_names=names,
@@ -75,11 +90,6 @@ def export_onnx(source: Path, out: Path, *, quantize: str | None = None) -> Path
         opset_version=17,
         dynamo=False,
     )
-    if quantize == "int8":
-        quantize_int8(out / "model.onnx", out / "model_int8.onnx")
-    elif quantize is not None:
-        raise ValueError(f"unknown quantization {quantize!r}; use 'int8'")
-    return out
 
 
 def quantize_int8(source: Path, target: Path) -> None:

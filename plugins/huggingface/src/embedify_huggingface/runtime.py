@@ -58,6 +58,7 @@ def load_transformer(path: Path, *, trust_remote_code: bool, dtype: str = "float
             f"{path} has no .safetensors weights; embedify does not unpickle .bin files. "
             "Convert the model to safetensors first."
         )
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per model
     model = model_class.from_pretrained(
         str(path),
         trust_remote_code=trust_remote_code,
