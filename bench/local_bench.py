@@ -27,20 +27,29 @@ from typing import Any
 
 import numpy as np
 
-WORDS = (
-    "the of and a to in is you that it he was for on are as with his they at be this have from "
-    "or one had by word but not what all were we when your can said there use an each which she "
-    "do how their if will up other about out many then them these so some her would make like "
-    "him into time has look two more write go see number no way could people my than first water "
-    "been call who oil its now find long down day did get come made may part embedding vector "
-    "search retrieval semantic model transformer token attention layer batch cache engine"
+STDLIB = (
+    "argparse asyncio collections concurrent.futures csv datetime decimal email "
+    "functools http.client http.server inspect io json logging multiprocessing os "
+    "pathlib pickle random re shutil socket sqlite3 statistics string subprocess "
+    "tarfile threading typing unittest urllib.request uuid xml.etree.ElementTree zipfile"
 ).split()
 
 
-def make_texts(count: int, seed: int = 0) -> list[str]:
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.lognormal(3.3, 0.8, count).astype(int), 3, 400)
-    return [" ".join(rng.choice(WORDS, size=n)) + f" ({i})" for i, n in enumerate(lengths)]
+def make_texts(count: int) -> list[str]:
+    """Real, varied English: the paragraphs of standard-library docstrings (offline, stable)."""
+    import importlib
+    import inspect
+
+    paragraphs: dict[str, None] = {}
+    for name in STDLIB:
+        module = importlib.import_module(name)
+        for _, member in [("", module), *inspect.getmembers(module)]:
+            for paragraph in (inspect.getdoc(member) or "").split("\n\n"):
+                words = paragraph.split()
+                if len(words) >= 5:
+                    paragraphs[" ".join(words[:400])] = None
+    texts = list(paragraphs)
+    return [texts[i % len(texts)] + ("" if i < len(texts) else f" ({i})") for i in range(count)]
 
 
 def minilm_folder() -> Path:
