@@ -68,7 +68,7 @@ def export_onnx(source: Path, out: Path, *, quantize: str | None = None) -> Path
         warnings.simplefilter("ignore")
         _trace(TokenEmbeddings(), names, sample, out)
     if model.config.model_type in FUSABLE:
-        _fuse(out / "model.onnx", model.config.model_type)
+        _fuse(out / "model.onnx", model.config)
     if quantize == "int8":
         quantize_int8(out / "model.onnx", out / "model_int8.onnx")
     elif quantize is not None:
@@ -96,12 +96,18 @@ def _trace(module: Any, names: list[str], sample: Any, out: Path) -> None:
     )
 
 
-def _fuse(path: Path, model_type: str) -> None:
+def _fuse(path: Path, config: Any) -> None:
     """Fuse attention, LayerNorm and GELU into ONNX Runtime's kernels (same math, faster)."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    family = "bert" if model_type != "distilbert" else "distilbert"
-    optimize_model(str(path), model_type=family, opt_level=0).save_model_to_file(str(path))
+    optimized = optimize_model(
+        str(path),
+        model_type="distilbert" if config.model_type == "distilbert" else "bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+        opt_level=0,
+    )
+    optimized.save_model_to_file(str(path))
 
 
 def quantize_int8(source: Path, target: Path) -> None:
