@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import json
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,11 @@ Handler = Callable[[Request], Response]
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # the default (5) makes many concurrent clients wait on SYN retries
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a cancelled or timed-out request) is not a server error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class LoopbackServer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -131,7 +132,11 @@ class OpenAIEmbeddingModel(embedify.EmbeddingModel):
         except openai.APIError as error:
             raise translate_error(error, self._secret()) from None
         embedify.observe_rate_limit_headers(raw.headers)
-        return decode(raw.parse().data, len(texts))
+        try:  # read the JSON ourselves: the SDK's model building costs more than the request
+            items = json.loads(raw.http_response.content)["data"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise errors.BadResponseError(f"unreadable embeddings response: {error}") from None
+        return decode(items, len(texts))
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -149,7 +154,7 @@ class OpenAIEmbeddingModel(embedify.EmbeddingModel):
         return decoded
 
 
-def decode(items: Any, count: int) -> np.ndarray:
+def decode(items: list[dict[str, Any]], count: int) -> np.ndarray:
     """Rows in input order from ``data`` items holding base64 strings or float lists."""
     if len(items) != count:
         raise errors.BadResponseError(
@@ -157,11 +162,11 @@ def decode(items: Any, count: int) -> np.ndarray:
         )
     rows: list[np.ndarray] = [np.empty(0, np.float32)] * count
     for item in items:
-        value = item.embedding
+        value = item["embedding"]
         if isinstance(value, str):
-            rows[item.index] = np.frombuffer(base64.b64decode(value), dtype="<f4")
+            rows[item["index"]] = np.frombuffer(base64.b64decode(value), dtype="<f4")
         else:
-            rows[item.index] = np.asarray(value, dtype=np.float32)
+            rows[item["index"]] = np.asarray(value, dtype=np.float32)
     if len({len(row) for row in rows}) != 1:
         raise errors.BadResponseError("the server returned embeddings of different lengths")
     return np.stack(rows)
