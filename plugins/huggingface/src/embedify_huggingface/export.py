@@ -111,9 +111,8 @@ def _fuse(path: Path, config: Any) -> None:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(source),
