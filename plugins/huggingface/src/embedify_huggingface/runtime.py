@@ -12,6 +12,14 @@ from embedify_huggingface.head import Array, Batch
 ENCODER_ONLY_T5 = {"t5", "mt5", "umt5"}
 
 
+def _dtype_argument() -> str:
+    """transformers renamed ``torch_dtype`` to ``dtype`` in 4.56."""
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("transformers").split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
 class OnnxRuntime:
     name = "onnx"
 
@@ -63,7 +71,7 @@ def load_transformer(path: Path, *, trust_remote_code: bool, dtype: str = "float
         str(path),
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
-        dtype=getattr(torch, dtype),
+        **{_dtype_argument(): getattr(torch, dtype)},
         attn_implementation="eager",
     )
     return model.eval()
