@@ -1,6 +1,20 @@
 """Tools for testing embedify providers: the conformance suite and a loopback HTTP server."""
 
 from embedify.testing.conformance import TEXTS, ConformanceSuite
-from embedify.testing.loopback import FakeService, LoopbackServer, Request, Response
+from embedify.testing.loopback import (
+    FakeService,
+    LoopbackServer,
+    Request,
+    Response,
+    embedding_items,
+)
 
-__all__ = ["TEXTS", "ConformanceSuite", "FakeService", "LoopbackServer", "Request", "Response"]
+__all__ = [
+    "TEXTS",
+    "ConformanceSuite",
+    "FakeService",
+    "LoopbackServer",
+    "Request",
+    "Response",
+    "embedding_items",
+]

@@ -18,6 +18,7 @@ Only 127.0.0.1 is ever bound.
 from __future__ import annotations
 
 import abc
+import base64
 import json
 import random
 import sys
@@ -178,3 +179,18 @@ class FakeService(abc.ABC):
     def statuses(self) -> list[int]:
         with self._lock:
             return [entry["status"] for entry in self.log]
+
+
+def embedding_items(vectors: list[Any], *, as_base64: bool) -> list[dict[str, Any]]:
+    """OpenAI-shaped ``data`` items (also Jina's and TEI's ``/v1/embeddings``): float lists, or
+    little-endian float32 bytes in base64."""
+    return [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": base64.b64encode(vector.astype("<f4").tobytes()).decode()
+            if as_base64
+            else vector.tolist(),
+        }
+        for index, vector in enumerate(vectors)
+    ]

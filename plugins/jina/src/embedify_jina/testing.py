@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from embedify.testing import FakeService, Request, Response
+from embedify.testing import FakeService, Request, Response, embedding_items
 
 API_KEY = "jina_test_key"
 MODELS = {
@@ -80,16 +79,7 @@ class FakeJina(FakeService):
         normalized = body.get("normalized", True)
         vectors = [vector_for(model, task, t, body.get("dimensions"), normalized) for t in texts]
         base = body.get("embedding_type") == "base64"
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
-                if base
-                else v.tolist(),
-            }
-            for i, v in enumerate(vectors)
-        ]
+        data = embedding_items(vectors, as_base64=base)
         data.reverse()  # clients must order by index
         tokens = sum(len(t.split()) for t in texts)
         return Response(

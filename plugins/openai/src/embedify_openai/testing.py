@@ -16,7 +16,6 @@ the server's "maximum context length" errors.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import re
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from embedify.testing import FakeService, Request, Response
+from embedify.testing import FakeService, Request, Response, embedding_items
 
 API_KEY = "sk-test-0123456789abcdef"
 MODELS = {
@@ -286,16 +285,7 @@ class FakeOpenAI(FakeService):
             delay = 0.0
         vectors = [vector_for(model, t, dimensions) for t in inputs]
         as_base64 = body.get("encoding_format") == "base64" and not self.ignore_base64
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
-                if as_base64
-                else v.tolist(),
-            }
-            for i, v in enumerate(vectors)
-        ]
+        data = embedding_items(vectors, as_base64=as_base64)
         payload = {
             "object": "list",
             "data": data,

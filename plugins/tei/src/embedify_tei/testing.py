@@ -6,7 +6,6 @@ optional bearer key (401 with an empty body), and the OpenAI-compatible route's 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedify.testing import FakeService, Request, Response
+from embedify.testing import FakeService, Request, Response, embedding_items
 
 
 def vector_for(
@@ -167,16 +166,7 @@ class FakeTEI(FakeService):
         dimension = body.get("dimensions")
         vectors = [vector_for(t, dimension or 384) for t in texts]
         as_base64 = body.get("encoding_format") == "base64"
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
-                if as_base64
-                else v.tolist(),
-            }
-            for i, v in enumerate(vectors)
-        ]
+        data = embedding_items(vectors, as_base64=as_base64)
         tokens = sum(len(t.split()) for t in texts)
         return Response(
             200,
