@@ -41,6 +41,35 @@ def plugin(session: nox.Session, plugin: str) -> None:
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
 
 
+@nox.session(name="instructor-reference")
+def instructor_reference(session: nox.Session) -> None:
+    """Instructor vs the original InstructorEmbedding, on the only stack it works with."""
+    session.install(TORCH)
+    session.install(
+        "InstructorEmbedding==1.0.1",
+        "transformers==4.46.3",
+        "huggingface_hub<0.26",
+        "tokenizers<0.21",
+        "sentencepiece",
+        "scikit-learn",
+        "scipy",
+        "nltk",
+        "tqdm",
+        "pytest",
+        "pluggy",
+        "pydantic",
+        "numpy",
+        "click",
+        "onnxruntime",
+        "onnx",
+        "safetensors",
+    )
+    # sentence-transformers 2.2.2 asks for torchvision, whose PyPI build breaks the T5 import.
+    session.install("--no-deps", "sentence-transformers==2.2.2")
+    session.install("--no-deps", "-e", ".", "-e", "plugins/huggingface", "-e", "plugins/instructor")
+    session.run("pytest", "plugins/instructor/reference/test_reference.py", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
