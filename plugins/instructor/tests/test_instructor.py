@@ -77,3 +77,14 @@ class TestInstructorConformance(ConformanceSuite):
     def error_cases(self, folder: Path):  # type: ignore[no-untyped-def]
         strict = embedify.get_model(f"instructor:{folder}", truncate="error")
         return [(lambda: strict.embed(["dog " * 100]), embedify.InputTooLongError)]
+
+
+def test_per_call_instruction_shares_the_weights(folder: Path) -> None:
+    model = embedify.get_model(f"instructor:{folder}", instruction=SEED_INSTRUCTION)
+    biology = "Represent the Biology sentence: "
+    view = model.with_prompts({"query": biology})
+    ours = view.embed(TEXTS, "query")
+    assert cosine_rows(ours, reference(folder, TEXTS, biology)).min() >= 0.99999
+    assert view.runtime() is model.runtime()  # loaded once
+    assert model.prompts["query"] == SEED_INSTRUCTION  # the model itself is unchanged
+    assert view.info.fingerprint() != model.info.fingerprint()

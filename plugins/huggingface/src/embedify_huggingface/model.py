@@ -7,6 +7,7 @@ torch. Tokenization, pooling, Dense and Normalize follow the folder's own config
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from typing import Any, Literal
@@ -82,18 +83,33 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         self.tokenizer = TextTokenizer(self.folder)
         if self.options.truncate == "start":
             self.tokenizer.tokenizer.enable_truncation(self.folder.max_seq_length, direction="left")
-        self.prompts = self._role_prompts()
-        self.role_mapping = {
-            role: f"prompt {prompt!r}" if prompt else "no prompt"
-            for role, prompt in self.prompts.items()
-        }
+        self._use_prompts(self._role_prompts())
         self.limits = embedify.Limits(
             max_inputs_per_request=self.options.batch_size or 64,
             max_tokens_per_request=self.options.max_tokens_per_batch,
             max_tokens_per_input=self.folder.max_seq_length,
         )
-        self._runtime: Any = None
+        self._loaded: dict[str, Any] = {}  # the runtime, shared with with_prompts() views
         self._lock = threading.Lock()
+
+    def _use_prompts(self, prompts: dict[str, str]) -> None:
+        self.prompts = prompts
+        self.role_mapping = {
+            role: f"prompt {prompt!r}" if prompt else "no prompt"
+            for role, prompt in prompts.items()
+        }
+
+    def with_prompts(self, prompts: dict[str, str]) -> LocalEmbeddingModel:
+        """This model with other prompts for some roles, e.g. for one call:
+        ``model.with_prompts({"query": "Represent the Biology question: "}).embed_query(q)``.
+        The weights are shared, not loaded again; the fingerprint (cache key) changes."""
+        view = copy.copy(self)
+        view.options = self.options.model_copy(
+            update={"prompts": {**(self.options.prompts or {}), **prompts}}
+        )
+        view._use_prompts({**self.prompts, **prompts})
+        view._engine_state = None
+        return view
 
     def _role_prompts(self) -> dict[str, str]:
         prompts = dict.fromkeys(_ROLE_SYNONYMS, "")
@@ -123,9 +139,9 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
     def runtime(self) -> Any:
         """Load the transformer on first use (thread-safe)."""
         with self._lock:
-            if self._runtime is None:
-                self._runtime = self._load_runtime()
-        return self._runtime
+            if "runtime" not in self._loaded:
+                self._loaded["runtime"] = self._load_runtime()
+        return self._loaded["runtime"]
 
     def _load_runtime(self) -> Any:
         from embedify_huggingface import runtime
