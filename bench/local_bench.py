@@ -83,13 +83,17 @@ def run_one(runner: str, texts: list[str], out: Path) -> dict[str, Any]:
             return model.embed(batch)
     elif runner == "fastembed":
         from fastembed import TextEmbedding  # type: ignore[import-not-found]
+        from fastembed.common.model_description import (  # type: ignore[import-not-found]
+            ModelSource,
+            PoolingType,
+        )
 
         onnx_folder = Path(os.environ["BENCH_ONNX_FOLDER"])
         TextEmbedding.add_custom_model(
             model="bench/minilm",
-            pooling=__import__("fastembed").common.model_description.PoolingType.MEAN,
+            pooling=PoolingType.MEAN,
             normalization=True,
-            sources=__import__("fastembed").common.model_description.ModelSource(hf="bench/minilm"),
+            sources=ModelSource(hf="bench/minilm"),
             dim=384,
             model_file="model.onnx",
         )

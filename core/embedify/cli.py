@@ -139,13 +139,11 @@ def embed(
         items += [
             line for line in Path(name).read_text(encoding="utf-8").splitlines() if line.strip()
         ]
-    if not items and not texts and not files:
+    if not texts and not files:
         items = [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not items:
         raise click.UsageError("nothing to embed: give texts, --file, or lines on stdin")
-    model = _load_model(
-        model_name, model_options, cache=cache or None, show_progress=len(items) > 100
-    )
+    model = _load_model(model_name, model_options, cache=cache or None, show_progress=True)
     result = model.embed_with_report(items, role)
     if report:
         click.echo(result.report.summary(), err=True)

@@ -92,6 +92,7 @@ class Collection:
             return 0
         known = dict(self._connection.execute("SELECT id, content_hash FROM items").fetchall())
         changed = [item for item in wanted if known.get(item.id) != content_hash(item.text)]
+        changed_ids = {item.id for item in changed}
         vectors = self.model.embed_documents([item.text for item in changed]) if changed else None
         with self._lock, self._connection:
             if vectors is not None:
@@ -110,7 +111,7 @@ class Collection:
                 )
             self._connection.executemany(
                 "UPDATE items SET metadata = ? WHERE id = ?",
-                [(json.dumps(item.metadata), item.id) for item in wanted if item not in changed],
+                [(json.dumps(i.metadata), i.id) for i in wanted if i.id not in changed_ids],
             )
             self._matrix = None
         return len(changed)

@@ -144,9 +144,9 @@ class Registry:
         except Exception as error:
             self._record_failure(status, "import", error)
             return
-        self.register_from(module, name)
+        self._register_models_of(module, name)
 
-    def register_from(self, plugin: object, name: str) -> None:
+    def _register_models_of(self, plugin: object, name: str) -> None:
         """Run one plugin object's ``register_models`` hook, recording any failure."""
         status = self.plugins.setdefault(name, PluginStatus(name, None))
         for implementation in self.plugin_manager.hook.register_models.get_hookimpls():

@@ -8,50 +8,27 @@ folder is written in the 2.2.2 layout by hand (2.2.2 cannot save the ST 6 way).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
 import embedify
 
-WORDS = "represent the science title for retrieval question what is rain cats dogs a on mat".split()
-INSTRUCTION = "Represent the Science title:"
-TEXTS = ["what is rain", "cats and dogs on a mat", "the science of rain"]
+# The tiny-model builders live with the local provider's tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "huggingface" / "tests"))
+import tiny_models
+
+INSTRUCTION = "Represent the science question:"
+TEXTS = ["what is rain", "cats and dogs on a mat", "computer science question"]
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("instructor-2.2.2")
-    torch.manual_seed(0)
-    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "[UNK]", ":", *WORDS])}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
-    )
-    config = T5Config(
-        vocab_size=len(vocab),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    T5EncoderModel(config).save_pretrained(out, safe_serialization=True)
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="[UNK]"
-    ).save_pretrained(out)
+    out = tiny_models.t5(tmp_path_factory.mktemp("instructor-2.2.2"))
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
     tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]  # as T5's tokenizer
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
