@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         BadResponseError,
         BatchTooLargeError,
         ConfigurationError,
+        ConnectionFailedError,
         EmbeddingJobError,
         EmbedifyError,
         InputTooLongError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         error_for_status,
     )
     from embedify.hookspecs import hookimpl
+    from embedify.http import HTTPEmbeddingModel, HTTPOptions
     from embedify.model import (
         ROLES,
         EmbeddingModel,
@@ -51,10 +53,13 @@ _LAZY = {
     "BadResponseError": "embedify.errors",
     "BatchTooLargeError": "embedify.errors",
     "ConfigurationError": "embedify.errors",
+    "ConnectionFailedError": "embedify.errors",
     "EmbeddingJobError": "embedify.errors",
     "EmbeddingModel": "embedify.model",
     "EmbeddingResult": "embedify.engine",
     "EmbedifyError": "embedify.errors",
+    "HTTPEmbeddingModel": "embedify.http",
+    "HTTPOptions": "embedify.http",
     "InputTooLongError": "embedify.errors",
     "InvalidRequestError": "embedify.errors",
     "ItemReport": "embedify.engine",
@@ -103,10 +108,13 @@ __all__ = [
     "BadResponseError",
     "BatchTooLargeError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "EmbeddingJobError",
     "EmbeddingModel",
     "EmbeddingResult",
     "EmbedifyError",
+    "HTTPEmbeddingModel",
+    "HTTPOptions",
     "InputTooLongError",
     "InvalidRequestError",
     "ItemReport",

@@ -46,6 +46,24 @@ class TransientError(ProviderError):
         self.retry_after = retry_after
 
 
+class ConnectionFailedError(TransientError):
+    """The server could not be reached. ``host`` names it; ``name_resolution`` is true when the
+    host name did not resolve (no network, or a typo), which retrying will rarely fix."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        name_resolution: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after)
+        self.host = host
+        self.name_resolution = name_resolution
+
+
 class RateLimitError(TransientError):
     """The provider asked us to slow down (429). The engine also lowers its concurrency."""
 

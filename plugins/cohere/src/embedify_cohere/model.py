@@ -6,8 +6,6 @@ valid; its retries are off so the engine owns them. Roles become ``input_type``.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any, Literal
 
 import numpy as np
@@ -15,6 +13,7 @@ from pydantic import Field
 
 import embedify
 from embedify import errors
+from embedify.http import ErrorResponse
 
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "embed-v4.0": {"dimension": 1536, "dimensions": (256, 512, 1024, 1536), "tokens": 128_000},
@@ -33,14 +32,14 @@ TRUNCATE = {"error": "NONE", "end": "END", "start": "START"}
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary"]
 
 
-class CohereOptions(embedify.RemoteOptions):
+class CohereOptions(embedify.HTTPOptions):
     embedding_type: EmbeddingType = Field(
         "float", description="int8/uint8 give integer values; binary/ubinary pack 8 dims a byte."
     )
     client_name: str | None = Field(None, description="X-Client-Name header.")
 
 
-class CohereEmbeddingModel(embedify.EmbeddingModel):
+class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "cohere"
     default_model_id = "embed-english-v3.0"
     options_class = CohereOptions
@@ -48,6 +47,15 @@ class CohereEmbeddingModel(embedify.EmbeddingModel):
     role_mapping = {role: f"input_type={value}" for role, value in INPUT_TYPES.items()}
     default_max_concurrency = 8
     truncates_natively = True  # the server cuts per `truncate` (END/START) and says nothing
+    default_base_url = "https://api.cohere.com"
+    base_url_variables = ("CO_API_URL",)  # the SDK reads it at import time; we read it now
+    version_paths = ("/v1", "/v2")
+    api_key_variables = ("CO_API_KEY", "COHERE_API_KEY")
+    status_errors = {
+        **embedify.HTTPEmbeddingModel.status_errors,
+        498: errors.AuthenticationError,  # invalid token
+        499: errors.TransientError,  # request cancelled
+    }
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
@@ -65,36 +73,17 @@ class CohereEmbeddingModel(embedify.EmbeddingModel):
         self.limits = embedify.Limits(
             max_inputs_per_request=96, max_tokens_per_input=known.get("tokens")
         )
-        self._clients: dict[int, Any] = {}
 
-    def _secret(self) -> str | None:
-        key = self.options.api_key
-        if key:
-            return key.get_secret_value()
-        return os.environ.get("CO_API_KEY") or os.environ.get("COHERE_API_KEY")
+    def make_client(self) -> Any:
+        import cohere
 
-    async def prepare(self) -> None:
-        if not self._secret():
-            raise errors.ConfigurationError(
-                "No Cohere API key: pass api_key=... or set CO_API_KEY (or COHERE_API_KEY)."
-            )
-
-    def _client(self) -> Any:
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            import cohere
-
-            self._clients[loop] = cohere.AsyncClientV2(
-                api_key=self._secret(),
-                # CO_API_URL is read by the SDK at import time; read it now instead.
-                base_url=self.options.base_url
-                or os.environ.get("CO_API_URL")
-                or "https://api.cohere.com",
-                client_name=self.options.client_name,
-                timeout=self.options.timeout,
-                max_retries=0,
-            )
-        return self._clients[loop]
+        return cohere.AsyncClientV2(
+            api_key=self.api_key(),
+            base_url=self.base_url,
+            client_name=self.options.client_name,
+            timeout=self.options.timeout,
+            max_retries=0,
+        )
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         import httpx
@@ -104,41 +93,44 @@ class CohereEmbeddingModel(embedify.EmbeddingModel):
         if self.options.dimensions is not None:
             extra["output_dimension"] = self.options.dimensions
         kind = self.options.embedding_type
+        url = f"{self.base_url}/v2/embed"
         try:
-            raw = await self._client().with_raw_response.embed(
+            raw = await self.client().with_raw_response.embed(
                 model=self.model_id,
                 texts=texts,
                 input_type=INPUT_TYPES[role],
                 embedding_types=[kind],
                 truncate=TRUNCATE[self.options.truncate],
+                request_options={"additional_headers": self.default_headers(), "max_retries": 0},
                 **extra,
             )
         except ApiError as error:
-            raise translate_error(error) from None
-        except (httpx.TimeoutException, httpx.TransportError) as error:
-            raise errors.TransientError(f"Cohere request failed: {type(error).__name__}") from None
-        embedify.observe_rate_limit_headers(raw.headers)
+            if error.status_code is None:
+                raise errors.BadResponseError(
+                    self.redact(f"unreadable answer from {url}")
+                ) from None
+            headers = error.headers or {}
+            raise self.response_error(error.status_code, headers, error.body, url) from None
+        except httpx.TransportError as error:
+            raise self.transport_error(error) from None
+        self.check_response(raw.status_code, raw.headers, None, url)
         vectors = getattr(raw.data.embeddings, "float_" if kind == "float" else kind)
         if vectors is None:
             raise errors.BadResponseError(f"Cohere returned no {kind!r} embeddings")
         return np.asarray(vectors, dtype=np.float32)
 
-
-def translate_error(error: Any) -> errors.ProviderError:
-    status = error.status_code or 0
-    body = error.body
-    message = str(body.get("message", body)) if isinstance(body, dict) else str(body)
-    text = f"Cohere {status}: {message}"
-    lowered = message.lower()
-    if status == 400 and "must be at most" in lowered:
-        return errors.BatchTooLargeError(text, status=status)
-    if status == 400 and ("too long" in lowered or ("exceeds" in lowered and "token" in lowered)):
-        return errors.InputTooLongError(text, status=status)
-    if status == 402 or (status == 429 and "per month" in lowered):
-        return errors.QuotaExceededError(text, status=status)
-    if status == 498:
-        return errors.AuthenticationError(text, status=status)
-    if status == 499:
-        return errors.TransientError(text, status=status)
-    retry_after = embedify.retry_after_from_headers(error.headers or {})
-    return errors.error_for_status(status, text, retry_after=retry_after)
+    def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
+        """Cohere's ``message`` texts: the 96-text cap, input length, monthly limits, models."""
+        status, text = response.status, response.text
+        lowered = response.message.lower()
+        if status == 400 and "must be at most" in lowered:
+            return errors.BatchTooLargeError(text, status=status)
+        if status == 400 and (
+            "too long" in lowered or ("exceeds" in lowered and "token" in lowered)
+        ):
+            return errors.InputTooLongError(text, status=status)
+        if status == 429 and "per month" in lowered:
+            return errors.QuotaExceededError(text, status=status)
+        if status == 404 and lowered.startswith("model "):
+            return errors.ModelNotFoundError(text, status=status)
+        return None

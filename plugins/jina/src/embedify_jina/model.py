@@ -1,4 +1,4 @@
-"""``jina:<model>``: Jina AI's ``/v1/embeddings`` over httpx.
+"""``jina:<model>``: Jina AI's ``/v1/embeddings`` over httpx, on :mod:`embedify.http`.
 
 Roles become Jina ``task`` values, and the query and document tasks differ
 (``retrieval.query`` / ``retrieval.passage``), which is what Jina's retrieval models need.
@@ -6,9 +6,7 @@ Roles become Jina ``task`` values, and the query and document tasks differ
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import re
 from typing import Any, Literal
 
@@ -17,6 +15,7 @@ from pydantic import Field
 
 import embedify
 from embedify import errors
+from embedify.http import ErrorResponse
 
 RETRIEVAL_TASKS = {
     "query": "retrieval.query",
@@ -71,7 +70,7 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-class JinaOptions(embedify.RemoteOptions):
+class JinaOptions(embedify.HTTPOptions):
     tasks: dict[str, str] | None = Field(None, description="Role -> Jina task, over the defaults.")
     embedding_type: Literal["float", "base64"] = Field("float", description="Wire encoding.")
     late_chunking: bool = Field(
@@ -79,12 +78,15 @@ class JinaOptions(embedify.RemoteOptions):
     )
 
 
-class JinaEmbeddingModel(embedify.EmbeddingModel):
+class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "jina"
     default_model_id = "jina-embeddings-v3"
     options_class = JinaOptions
     options: JinaOptions
     default_max_concurrency = 5  # the free tier's concurrency
+    default_base_url = "https://api.jina.ai"
+    version_paths = ("/v1",)
+    api_key_variables = ("JINA_API_KEY",)
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
@@ -103,34 +105,8 @@ class JinaEmbeddingModel(embedify.EmbeddingModel):
         )
         # Jina cuts at the end when asked; cutting at the start is done here.
         self.truncates_natively = self.options.truncate == "end"
-        self._clients: dict[int, Any] = {}
-
-    def _secret(self) -> str | None:
-        key = self.options.api_key
-        return key.get_secret_value() if key else os.environ.get("JINA_API_KEY")
-
-    async def prepare(self) -> None:
-        if not self._secret():
-            raise errors.ConfigurationError(
-                "No Jina API key: pass api_key=... or set JINA_API_KEY."
-            )
-
-    def _client(self) -> Any:
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            import httpx
-
-            self._clients[loop] = httpx.AsyncClient(
-                base_url=self.options.base_url or "https://api.jina.ai",
-                headers={"Authorization": f"Bearer {self._secret()}", "Accept": "application/json"},
-                timeout=self.options.timeout,
-                limits=httpx.Limits(max_connections=self.info.max_concurrency),
-            )
-        return self._clients[loop]
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
-        import httpx
-
         body: dict[str, Any] = {
             "model": self.model_id,
             "input": texts,
@@ -145,19 +121,26 @@ class JinaEmbeddingModel(embedify.EmbeddingModel):
             body["normalized"] = self.options.normalize
         if self.options.late_chunking:
             body["late_chunking"] = True
-        try:
-            response = await self._client().post("/v1/embeddings", json=body)
-        except httpx.TimeoutException:
-            raise errors.TransientError("Jina request timed out") from None
-        except httpx.TransportError as error:
-            raise errors.TransientError(f"Jina connection failed: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise translate_error(response)
-        embedify.observe_rate_limit_headers(response.headers)
-        data = sorted(response.json()["data"], key=lambda item: item["index"])
+        answer = await self.request_json("POST", "/v1/embeddings", body)
+        data = sorted(answer["data"], key=lambda item: item["index"])
         if len(data) != len(texts):
             raise errors.BadResponseError(f"Jina returned {len(data)} embeddings for {len(texts)}")
         return np.stack([_vector(item["embedding"]) for item in data])
+
+    def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
+        """Jina's ``detail`` texts: item limits, balance, input length, unknown model."""
+        status, detail, text = response.status, response.message, response.text
+        if _TOO_MANY.search(detail):
+            return errors.BatchTooLargeError(text, status=status)
+        if "INSUFFICIENT_BALANCE" in detail:
+            return errors.QuotaExceededError(text, status=status)
+        if status in (400, 422) and re.search(
+            r"too long|exceeds the maximum|context length", detail
+        ):
+            return errors.InputTooLongError(text, status=status)
+        if "MODEL_NOT_FOUND" in detail:
+            return errors.ModelNotFoundError(text, status=status)
+        return None
 
 
 def _vector(value: Any) -> np.ndarray:
@@ -167,23 +150,3 @@ def _vector(value: Any) -> np.ndarray:
 
 
 _TOO_MANY = re.compile(r"larger than the largest allowed size|can contain at most \d+ items")
-
-
-def translate_error(response: Any) -> errors.ProviderError:
-    status = response.status_code
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text or response.reason_phrase
-    message = f"Jina {status}: {detail}"
-    text = str(detail)
-    if _TOO_MANY.search(text):
-        return errors.BatchTooLargeError(message, status=status)
-    if "INSUFFICIENT_BALANCE" in text or status == 402:
-        return errors.QuotaExceededError(message, status=status)
-    if status in (400, 422) and re.search(r"too long|exceeds the maximum|context length", text):
-        return errors.InputTooLongError(message, status=status)
-    if status == 400 and "MODEL_NOT_FOUND" in text:
-        return errors.ModelNotFoundError(message, status=status)
-    retry_after = embedify.retry_after_from_headers(response.headers)
-    return errors.error_for_status(status, message, retry_after=retry_after)

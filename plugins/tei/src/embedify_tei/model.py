@@ -8,7 +8,6 @@ takes one of the server's permits).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from typing import Any
@@ -18,29 +17,32 @@ from pydantic import Field
 
 import embedify
 from embedify import errors
+from embedify.http import ErrorResponse
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 _BATCH_SIZE = re.compile(r"batch size \d+ > maximum allowed batch size (\d+)")
 _TOO_LONG = re.compile(r"must have less than (\d+) tokens. Given: (\d+)")
 
 
-class TEIOptions(embedify.RemoteOptions):
+class TEIOptions(embedify.HTTPOptions):
     prompt_names: dict[str, str] | None = Field(
         None, description="Role -> a prompt name the served model defines, e.g. {'query': 'query'}."
     )
 
 
-class TEIEmbeddingModel(embedify.EmbeddingModel):
+class TEIEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "tei"
     options_class = TEIOptions
     options: TEIOptions
     supports_dimensions = True  # TEI >= 1.8 cuts Matryoshka models server-side
     default_max_concurrency = 8
     truncates_natively = True
+    api_key_required = False  # a bearer key only when the server was started with --api-key
+    version_paths = ("/v1",)  # the OpenAI-compatible route's prefix, pasted by habit
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id or os.environ.get("TEI_URL") or DEFAULT_URL, **options)
-        self.url = (self.options.base_url or self.model_id).rstrip("/")
+        self.url = self.base_url or DEFAULT_URL
         self.normalized = self.options.normalize is not False
         prompts = self.options.prompt_names or {}
         self.role_mapping = {
@@ -48,36 +50,17 @@ class TEIEmbeddingModel(embedify.EmbeddingModel):
             for role in ("document", "query", *prompts)
         }
         self.server_info: dict[str, Any] | None = None
-        self._clients: dict[int, Any] = {}
 
-    def _client(self) -> Any:
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            import httpx
-
-            key = self.options.api_key
-            headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-            self._clients[loop] = httpx.AsyncClient(
-                base_url=self.url, headers=headers, timeout=self.options.timeout
-            )
-        return self._clients[loop]
-
-    async def _request(self, method: str, path: str, body: Any = None) -> Any:
-        import httpx
-
-        try:
-            response = await self._client().request(method, path, json=body)
-        except httpx.TimeoutException:
-            raise errors.TransientError(f"TEI at {self.url} timed out") from None
-        except httpx.TransportError as error:
-            raise errors.TransientError(f"TEI at {self.url}: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise translate_error(response)
-        return response
+    def configured_base_url(self) -> str | None:
+        return self.options.base_url or self.model_id
 
     async def prepare(self) -> None:
         """Read ``/info`` and adopt the server's limits (explicit options still win)."""
-        info = (await self._request("GET", "/info")).json()
+        info = await self.request_json("GET", "/info")
+        if not isinstance(info, dict) or "max_client_batch_size" not in info:
+            raise errors.ConfigurationError(
+                f"{self.url}/info is not a Text-Embeddings-Inference server's: check the URL."
+            )
         self.server_info = info
         self.revision = f"{info.get('model_id')}@{info.get('model_sha') or 'unknown'}"
         batch = int(info.get("max_client_batch_size") or 32)
@@ -101,33 +84,26 @@ class TEIEmbeddingModel(embedify.EmbeddingModel):
             body["prompt_name"] = prompt
         if self.options.dimensions is not None:
             body["dimensions"] = self.options.dimensions
-        response = await self._request("POST", "/embed", body)
-        embedify.observe_rate_limit_headers(response.headers)
-        return np.asarray(response.json(), dtype=np.float32)
+        return np.asarray(await self.request_json("POST", "/embed", body), dtype=np.float32)
 
-
-def translate_error(response: Any) -> errors.ProviderError:
-    status = response.status_code
-    try:
-        body = response.json()
-        message, kind = str(body.get("error")), str(body.get("error_type"))
-    except ValueError:
-        message, kind = response.text or response.reason_phrase, ""
-    text = f"TEI {status} {kind}: {message}".replace("  ", " ")
-    if status == 401:
-        return errors.AuthenticationError(
-            f"TEI {status}: missing or wrong bearer token (api_key)", status=status
+    def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
+        """TEI's ``error_type``: Validation (batch size or input length), Overloaded, Unhealthy."""
+        status, message, kind, text = (
+            response.status,
+            response.message,
+            response.code,
+            response.text,
         )
-    if _BATCH_SIZE.search(message):
-        return errors.BatchTooLargeError(text, status=status)
-    if found := _TOO_LONG.search(message):
-        return errors.InputTooLongError(text, status=status, tokens=int(found.group(2)))
-    if kind == "Overloaded":
-        return errors.RateLimitError(text, status=status)
-    if kind == "Unhealthy":
-        return errors.TransientError(text, status=status)
-    if status == 424:
-        return errors.InvalidRequestError(text, status=status)
-    return errors.error_for_status(
-        status, text, retry_after=embedify.retry_after_from_headers(response.headers)
-    )
+        if status == 401:
+            return errors.AuthenticationError(
+                f"tei {status}: missing or wrong bearer token (api_key)", status=status
+            )
+        if _BATCH_SIZE.search(message):
+            return errors.BatchTooLargeError(text, status=status)
+        if found := _TOO_LONG.search(message):
+            return errors.InputTooLongError(text, status=status, tokens=int(found.group(2)))
+        if kind == "Overloaded":
+            return errors.RateLimitError(text, status=status)
+        if kind == "Unhealthy":
+            return errors.TransientError(text, status=status)
+        return None

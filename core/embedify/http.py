@@ -1,0 +1,364 @@
+"""The base of providers served over HTTP, so that a remote provider is only its wire mapping.
+
+:class:`HTTPEmbeddingModel` holds the plumbing every remote provider needs, once: one client per
+event loop (an HTTP connection pool belongs to the loop that opened it) with :meth:`aclose`; the
+API key from the ``api_key`` option, then environment variables; the base URL accepted with or
+without the API's version path; transport failures mapped to ``TransientError`` (an unknown
+host to ``ConnectionFailedError``, which names it); and error statuses
+translated by a table that the provider refines from its error body. Every response's
+rate-limit headers reach the engine, errors included, and secrets never reach a message.
+
+An httpx-based provider calls :meth:`~HTTPEmbeddingModel.request_json`; one built on a vendor SDK
+makes its client in :meth:`~HTTPEmbeddingModel.make_client` (SDK retries off) and hands the SDK's
+responses and exceptions to :meth:`~HTTPEmbeddingModel.check_response`,
+:meth:`~HTTPEmbeddingModel.response_error` and :meth:`~HTTPEmbeddingModel.transport_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import socket
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+
+from embedify.errors import (
+    AuthenticationError,
+    BadResponseError,
+    BatchTooLargeError,
+    ConfigurationError,
+    ConnectionFailedError,
+    EmbedifyError,
+    InvalidRequestError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    TransientError,
+)
+from embedify.model import EmbeddingModel, RemoteOptions, Role, Vectors
+from embedify.throttle import observe_rate_limit_headers, retry_after_from_headers
+
+STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
+    401: AuthenticationError,
+    402: QuotaExceededError,
+    403: AuthenticationError,
+    408: TransientError,
+    409: TransientError,
+    413: BatchTooLargeError,
+    429: RateLimitError,
+}
+"""What an error status means when the body says nothing more. Any other 5xx is transient,
+any other 4xx an invalid request; a 404 is a missing route unless the provider's body says
+the model is missing (see :meth:`HTTPEmbeddingModel.refine_error`)."""
+
+_REDACTED = "***"
+
+
+class HTTPOptions(RemoteOptions):
+    """Options of every model served over HTTP."""
+
+    default_headers: dict[str, SecretStr] | None = Field(
+        None, description="Sent with every request; values are secret like api_key."
+    )
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    """An error answer, as :meth:`HTTPEmbeddingModel.refine_error` sees it.
+
+    ``message`` and ``code`` are read from the body (secrets removed); ``text`` is the line an
+    error raised for it should carry; ``retry_after`` comes from the headers.
+    """
+
+    status: int
+    url: str
+    body: Any
+    message: str
+    code: str | None
+    text: str
+    retry_after: float | None
+
+
+class HTTPEmbeddingModel(EmbeddingModel):
+    """Base class of remote providers: subclasses declare where and how, and map the wire.
+
+    Class attributes say where the API is and how it authenticates; a subclass overrides
+    :meth:`make_client` (an SDK client, or the default ``httpx.AsyncClient``) and
+    :meth:`refine_error` (what its error bodies mean), and implements ``aembed_batch``.
+    """
+
+    options_class = HTTPOptions
+    options: HTTPOptions
+
+    default_base_url: ClassVar[str | None] = None
+    base_url_variables: ClassVar[tuple[str, ...]] = ()
+    version_paths: ClassVar[tuple[str, ...]] = ()  # accepted at the end of base_url, and dropped
+    api_key_variables: ClassVar[tuple[str, ...]] = ()
+    api_key_required: ClassVar[bool] = True
+    status_errors: ClassVar[Mapping[int, type[ProviderError]]] = STATUS_ERRORS
+
+    def __init__(self, model_id: str | None = None, **options: Any) -> None:
+        super().__init__(model_id, **options)
+        configured = self.configured_base_url()
+        self.base_url: str | None = self.normalize_base_url(configured) if configured else None
+        self.endpoint: str | None = self.base_url
+        """What identifies the server in the cache fingerprint: never a key."""
+        self._clients: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.aembed_batch is HTTPEmbeddingModel.aembed_batch:
+            raise TypeError(f"{cls.__name__} must implement aembed_batch.")
+
+    async def aembed_batch(self, texts: list[str], role: Role) -> Vectors:
+        """The provider's wire mapping: one request for ``texts``, its vectors."""
+        raise NotImplementedError
+
+    # -- where and who ------------------------------------------------------------------------
+
+    def configured_base_url(self) -> str | None:
+        """The option, else the first environment variable set, else the default."""
+        from os import environ
+
+        found = (environ.get(name) for name in self.base_url_variables)
+        return self.options.base_url or next((url for url in found if url), self.default_base_url)
+
+    def normalize_base_url(self, url: str) -> str:
+        """The URL requests are built on: the API's version path at the end is dropped, so
+        ``https://api.example.com`` and ``https://api.example.com/v1`` are the same server."""
+        url = url.rstrip("/")
+        for suffix in self.version_paths:
+            if url.endswith(suffix):
+                return url[: -len(suffix)]
+        return url
+
+    def api_key(self) -> str | None:
+        """The key from the ``api_key`` option, else from the first environment variable set."""
+        from os import environ
+
+        if self.options.api_key is not None:
+            return self.options.api_key.get_secret_value()
+        return next((environ[name] for name in self.api_key_variables if environ.get(name)), None)
+
+    def default_headers(self) -> dict[str, str]:
+        """The ``default_headers`` option, revealed for sending."""
+        headers = self.options.default_headers or {}
+        return {name: value.get_secret_value() for name, value in headers.items()}
+
+    def secrets(self) -> list[str]:
+        """Every value that must never appear in a message (subclasses add their tokens)."""
+        values = [self.api_key() or "", *self.default_headers().values()]
+        return [value for value in values if len(value) >= 4]
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    async def prepare(self) -> None:
+        """Fail at once, in one line, when a required key is missing."""
+        if self.api_key_required and not self.api_key():
+            where = " or ".join(self.api_key_variables)
+            hint = f"pass api_key=... or set {where}" if where else "pass api_key=..."
+            raise ConfigurationError(f"No API key for {self.provider}: {hint}.")
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def make_client(self) -> Any:
+        """A new client for the running event loop; the default is an ``httpx.AsyncClient``
+        on ``base_url`` with a bearer key and ``default_headers``. SDK clients: retries off."""
+        import httpx
+
+        headers = self.default_headers()
+        key = self.api_key()
+        if key:
+            headers.setdefault("Authorization", f"Bearer {key}")
+        return httpx.AsyncClient(
+            base_url=self.base_url or "",
+            headers=headers,
+            timeout=self.options.timeout,
+            # the engine decides how many requests are in flight; the pool must not cap it
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        )
+
+    def client(self) -> Any:
+        """This event loop's client, made on first use (pools cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is None or entry[0]() is not loop:
+            self._forget_dead_loops()
+            entry = (weakref.ref(loop), self.make_client())
+            self._clients[id(loop)] = entry
+        return entry[1]
+
+    async def aclose(self) -> None:
+        """Close this event loop's client; the next request opens a new one."""
+        self._forget_dead_loops()
+        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await _close(entry[1])
+
+    def _forget_dead_loops(self) -> None:
+        for key, (ref, _) in list(self._clients.items()):
+            loop = ref()
+            if loop is None or loop.is_closed():
+                del self._clients[key]
+
+    # -- requests (httpx providers) -----------------------------------------------------------
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one request with this loop's httpx client; the decoded JSON of a success."""
+        import httpx
+
+        try:
+            response = await self.client().request(method, path, json=body)
+        except httpx.TransportError as error:
+            raise self.transport_error(error) from None
+        url = str(response.request.url)
+        self.check_response(response.status_code, response.headers, _body(response), url)
+        try:
+            return response.json()
+        except ValueError:
+            raise BadResponseError(
+                f"{url} answered {response.status_code} without JSON: is base_url a "
+                f"{self.provider} server?",
+                status=response.status_code,
+            ) from None
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def check_response(self, status: int, headers: Mapping[str, str], body: Any, url: str) -> None:
+        """For every response: tell the engine its rate-limit headers; raise for an error."""
+        if status >= 400:
+            raise self.response_error(status, headers, body, url)
+        observe_rate_limit_headers(headers)
+
+    def response_error(
+        self, status: int, headers: Mapping[str, str], body: Any, url: str
+    ) -> EmbedifyError:
+        """The embedify error for an error response (its rate-limit headers reach the engine
+        first, so pacing learns from 429s too)."""
+        observe_rate_limit_headers(headers)
+        message, code = _describe(body)
+        if not message and status in _KNOWN:
+            message = http.HTTPStatus(status).phrase
+        message = self.redact(message)
+        url = self.redact(url)
+        text = f"{self.provider} {status}{f' {code}' if code else ''}: {message}"
+        response = ErrorResponse(
+            status, url, body, message, code, text, retry_after_from_headers(headers)
+        )
+        refined = self.refine_error(response)
+        if refined is not None:
+            if isinstance(refined, TransientError) and refined.retry_after is None:
+                refined.retry_after = response.retry_after
+            return refined
+        if status == 404:
+            return ConfigurationError(
+                f"{url} answered 404 ({message}): that route is missing there, so it is not a "
+                f"{self.provider} API; check base_url (now {self.base_url})."
+            )
+        kind = self.status_errors.get(status) or (
+            TransientError if status >= 500 else InvalidRequestError
+        )
+        if issubclass(kind, AuthenticationError):
+            where = " or ".join(self.api_key_variables)
+            text += f" (check api_key{f' / {where}' if where else ''} and its permissions)"
+        if issubclass(kind, TransientError):
+            return kind(text, status=status, retry_after=response.retry_after)
+        return kind(text, status=status)
+
+    def refine_error(self, response: ErrorResponse) -> EmbedifyError | None:
+        """What this provider's error body means beyond its status: return the error, or None
+        to use ``status_errors``. Recognise "model not found" here: a 404 left unclaimed is
+        reported as a missing route."""
+        return None
+
+    def transport_error(self, error: BaseException) -> TransientError:
+        """A failure below HTTP (httpx, or an SDK wrapping it) as a transient embedify error."""
+        host = urlsplit(self.base_url or "").hostname
+        chain = _chain(error)
+        if any(isinstance(cause, socket.gaierror) for cause in chain):
+            return ConnectionFailedError(
+                f"cannot resolve host {host!r} (no network, or a typo in the URL {self.base_url})",
+                host=host,
+                name_resolution=True,
+            )
+        if any(_named(cause, "Timeout") for cause in chain):
+            return TransientError(f"{self.provider} request to {host} timed out")
+        if any(isinstance(cause, ConnectionRefusedError) for cause in chain):
+            return ConnectionFailedError(
+                f"connection to {self.base_url} refused: is the server running?", host=host
+            )
+        if any(_named(cause, "ConnectError") for cause in chain):
+            return ConnectionFailedError(
+                self.redact(f"cannot connect to {self.base_url}: {chain[-1]}"), host=host
+            )
+        return TransientError(
+            self.redact(f"{self.provider} connection to {host} failed: {chain[-1]!r}")
+        )
+
+
+_KNOWN = {status.value for status in http.HTTPStatus}
+
+
+def _describe(body: Any) -> tuple[str, str | None]:
+    """The message and code in an error body of any common shape (OpenAI's ``error`` object,
+    TEI's ``error``/``error_type``, Cohere's ``message``, FastAPI's ``detail``), or its text."""
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping):
+            code = inner.get("code") or inner.get("type")
+            return str(inner.get("message") or ""), None if code is None else str(code)
+        if isinstance(inner, str):
+            kind = body.get("error_type")
+            return inner, None if kind is None else str(kind)
+        for key in ("message", "detail"):
+            if key in body:
+                value = body[key]
+                text = value if isinstance(value, str) else json.dumps(value)
+                kind = body.get("type") or body.get("code")
+                return text, None if kind is None or isinstance(kind, int) else str(kind)
+        return json.dumps(body)[:300], None
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return ("" if body is None else str(body).strip())[:300], None
+
+
+def _body(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _named(error: BaseException, part: str) -> bool:
+    return any(part in cls.__name__ for cls in type(error).__mro__)
+
+
+async def _close(client: Any) -> None:
+    """Close an httpx client, an SDK client (``close``), or one that only closes on exit."""
+    for name in ("aclose", "close"):
+        close = getattr(client, name, None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+            return
+    if hasattr(client, "__aexit__"):
+        await client.__aexit__(None, None, None)
