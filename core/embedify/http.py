@@ -246,6 +246,8 @@ class HTTPEmbeddingModel(EmbeddingModel):
         first, so pacing learns from 429s too)."""
         observe_rate_limit_headers(headers)
         message, code = _describe(body)
+        if code == str(status):  # Azure repeats the status as its code
+            code = None
         if not message and status in _KNOWN:
             message = http.HTTPStatus(status).phrase
         message = self.redact(message)

@@ -99,18 +99,11 @@ def test_old_sixteen_input_deployments_are_split(fake: FakeOpenAI) -> None:
 
 
 def test_azure_rate_limit_message_without_header(fake: FakeOpenAI) -> None:
-    import openai
-    from embedify_openai.model import translate_error
-
     fake.rate_limit_every = 1
     fake.retry_after = None
-    with LoopbackServer(fake) as server:
-        client = openai.AzureOpenAI(
-            azure_endpoint=server.url, api_key=API_KEY, api_version="2024-10-21", max_retries=0
-        )
-        with pytest.raises(openai.RateLimitError) as caught:
-            client.embeddings.create(input=["x"], model="small")
-    error = translate_error(caught.value, API_KEY)
+    with LoopbackServer(fake) as server, pytest.raises(embedify.EmbeddingJobError) as caught:
+        azure(server, max_retries=0).embed(["x"])
+    (error,) = caught.value.failures.values()
     assert isinstance(error, embedify.RateLimitError) and error.retry_after == 1.0
     assert "code" not in str(error) and "429" in str(error)
 

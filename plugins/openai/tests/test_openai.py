@@ -131,18 +131,13 @@ def test_exhausted_quota_fails_fast_without_retries(fake: FakeOpenAI) -> None:
 
 
 def test_rate_limit_error_carries_retry_after(fake: FakeOpenAI) -> None:
-    from embedify_openai.model import translate_error
-
     fake.rate_limit_every = 1
     fake.retry_after = "7"
-    import openai
-
-    with LoopbackServer(fake) as server:
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0)
-        with pytest.raises(openai.RateLimitError) as caught:
-            client.embeddings.create(input=["x"], model="text-embedding-3-small")
-    error = translate_error(caught.value, API_KEY)
+    with LoopbackServer(fake) as server, pytest.raises(embedify.EmbeddingJobError) as caught:
+        model(server, max_retries=0).embed(["x"])
+    (error,) = caught.value.failures.values()
     assert isinstance(error, embedify.RateLimitError) and error.retry_after == 7.0
+    assert "rate_limit_exceeded" in str(error)
 
 
 def test_keys_never_appear(server: LoopbackServer, caplog: pytest.LogCaptureFixture) -> None:

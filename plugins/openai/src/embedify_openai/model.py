@@ -8,22 +8,22 @@ as strings, never token ids, which compatible servers often reject.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import Field
 
 import embedify
 from embedify import errors
+from embedify.http import ErrorResponse
 
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "text-embedding-3-small": {"dimension": 1536, "dimensions": True},
@@ -38,10 +38,9 @@ _CONTEXT_LENGTH = re.compile(r"maximum context length is (\d+) tokens.*?requeste
 _TIKTOKEN_FILE = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 
 
-class OpenAIOptions(embedify.RemoteOptions):
+class OpenAIOptions(embedify.HTTPOptions):
     organization: str | None = Field(None, description="OpenAI-Organization (OPENAI_ORG_ID).")
     project: str | None = Field(None, description="OpenAI-Project (OPENAI_PROJECT_ID).")
-    default_headers: dict[str, str] | None = Field(None, description="Sent with every request.")
     tokenizer: Literal["auto", "tiktoken", "estimate"] = Field(
         "auto", description="auto: tiktoken when its encoding file is available offline."
     )
@@ -50,7 +49,7 @@ class OpenAIOptions(embedify.RemoteOptions):
     max_tokens_per_request: int | None = Field(None, gt=0, description="For compatible servers.")
 
 
-class OpenAIEmbeddingModel(embedify.EmbeddingModel):
+class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "openai"
     default_model_id = "text-embedding-3-small"
     options_class: Any = OpenAIOptions
@@ -61,7 +60,9 @@ class OpenAIEmbeddingModel(embedify.EmbeddingModel):
     }
     default_max_concurrency = 16
     normalized = True
-    api_key_variable = "OPENAI_API_KEY"
+    default_base_url = "https://api.openai.com/v1"
+    base_url_variables = ("OPENAI_BASE_URL",)
+    api_key_variables = ("OPENAI_API_KEY",)
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
@@ -82,40 +83,32 @@ class OpenAIEmbeddingModel(embedify.EmbeddingModel):
         )
         self._encoding = _tiktoken_encoding(self.options.tokenizer)
         self.exact_token_count = self._encoding is not None
-        self._clients: dict[int, Any] = {}
 
     # -- configuration -----------------------------------------------------------------------
 
-    def _secret(self) -> str | None:
-        key = self.options.api_key
-        return key.get_secret_value() if key else os.environ.get(self.api_key_variable)
-
-    async def prepare(self) -> None:
-        if not self._secret():
-            raise errors.ConfigurationError(
-                f"No API key for {self.provider}: pass api_key=... or set {self.api_key_variable}."
-            )
+    def normalize_base_url(self, url: str) -> str:
+        """OpenAI's SDK takes the URL with its version path: a bare host gets ``/v1``; a URL with
+        a path is the compatible server's own (``/openai/v1``, ``/v1beta/openai``) and is kept."""
+        url = url.rstrip("/")
+        return url if urlsplit(url).path else f"{url}/v1"
 
     def make_client(self) -> Any:
         """An ``openai.AsyncOpenAI`` with retries off (subclasses make Azure clients)."""
         import openai
 
         return openai.AsyncOpenAI(
-            api_key=self._secret(),
-            base_url=self.options.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            api_key=self.api_key(),
+            base_url=self.base_url,
             organization=self.options.organization or os.environ.get("OPENAI_ORG_ID"),
             project=self.options.project or os.environ.get("OPENAI_PROJECT_ID"),
-            default_headers=self.options.default_headers,
+            default_headers=self.default_headers(),
             timeout=self.options.timeout,
             max_retries=0,
         )
 
-    def _client(self) -> Any:
-        # httpx pools belong to the event loop that made them: one client per loop.
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            self._clients[loop] = self.make_client()
-        return self._clients[loop]
+    async def request_headers(self) -> dict[str, str]:
+        """Headers computed for each request (Azure's Entra tokens); none for OpenAI."""
+        return {}
 
     # -- the provider's one method -----------------------------------------------------------
 
@@ -125,18 +118,54 @@ class OpenAIEmbeddingModel(embedify.EmbeddingModel):
         extra: dict[str, Any] = {}
         if self.options.dimensions is not None and self.supports_dimensions:
             extra["dimensions"] = self.options.dimensions
+        headers = await self.request_headers()
+        if headers:
+            extra["extra_headers"] = headers
         try:
-            raw = await self._client().embeddings.with_raw_response.create(
+            raw = await self.client().embeddings.with_raw_response.create(
                 input=texts, model=self.model_id, encoding_format="base64", **extra
             )
-        except openai.APIError as error:
-            raise translate_error(error, self._secret()) from None
-        embedify.observe_rate_limit_headers(raw.headers)
+        except openai.APIStatusError as error:
+            response = error.response
+            body = _body(response, error)
+            raise self.response_error(
+                error.status_code, response.headers, body, str(response.request.url)
+            ) from None
+        except openai.APIError as error:  # no HTTP answer: timeout, refused, dropped
+            raise self.transport_error(error) from None
+        self.check_response(raw.status_code, raw.headers, None, "")
         try:  # read the JSON ourselves: the SDK's model building costs more than the request
             items = json.loads(raw.http_response.content)["data"]
         except (ValueError, KeyError, TypeError) as error:
             raise errors.BadResponseError(f"unreadable embeddings response: {error}") from None
         return decode(items, len(texts))
+
+    def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
+        """OpenAI's (and Azure's) error objects: quota, context length, request size, models."""
+        status, code, message, text = (
+            response.status,
+            response.code,
+            response.message,
+            response.text,
+        )
+        kind = _error_type(response.body)
+        if status == 429 and ({code, kind} & QUOTA_CODES):
+            return errors.QuotaExceededError(text, status=status)
+        if (
+            status == 429
+            and response.retry_after is None
+            and (found := _RETRY_AFTER.search(message))
+        ):
+            return errors.RateLimitError(text, status=status, retry_after=float(found.group(1)))
+        if status == 404 and (code in MODEL_NOT_FOUND_CODES or "does not exist" in message):
+            return errors.ModelNotFoundError(
+                f"{text} (check the model or deployment name)", status=status
+            )
+        if found := _CONTEXT_LENGTH.search(message):
+            return errors.InputTooLongError(text, status=status, tokens=int(found.group(2)))
+        if "max_tokens_per_request" in (code, kind) or "Too many inputs" in message:
+            return errors.BatchTooLargeError(text, status=status)
+        return None
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -192,52 +221,19 @@ def _tiktoken_encoding(choice: str) -> Any:
     return tiktoken.get_encoding("cl100k_base")
 
 
-def _error_fields(error: Any) -> tuple[str, str | None, str | None]:
-    body = getattr(error, "body", None)
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping):
-            return (
-                str(inner.get("message") or error.message),
-                _str(inner.get("type")),
-                _str(inner.get("code")),
-            )
-    return str(getattr(error, "message", error)), None, None
+QUOTA_CODES = {"insufficient_quota", "credit_balance_exhausted"}
+MODEL_NOT_FOUND_CODES = {"model_not_found", "DeploymentNotFound"}
 
 
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _error_type(body: Any) -> str | None:
+    inner = body.get("error") if isinstance(body, dict) else None
+    kind = inner.get("type") if isinstance(inner, dict) else None
+    return None if kind is None else str(kind)
 
 
-def translate_error(error: Any, secret: str | None) -> errors.ProviderError:
-    """The embedify error for an ``openai`` SDK exception (OpenAI's and Azure's bodies)."""
-    import openai
-
-    def clean(text: str) -> str:
-        return text.replace(secret, "***") if secret else text
-
-    if isinstance(error, openai.APITimeoutError):
-        return errors.TransientError("request timed out")
-    if isinstance(error, openai.APIConnectionError):
-        return errors.TransientError(clean(f"connection failed: {error.__cause__ or error}"))
-    if not isinstance(error, openai.APIStatusError):
-        return errors.BadResponseError(clean(f"unreadable response: {error}"))
-    status = error.status_code
-    message, kind, code = _error_fields(error)
-    message = clean(message)
-    text = f"{status} {code or kind or ''}: {message}".replace("  ", " ")
-    retry_after = embedify.retry_after_from_headers(error.response.headers)
-    quota = "insufficient_quota" in (kind, code) or code == "credit_balance_exhausted"
-    if status == 429 and quota:
-        return errors.QuotaExceededError(text, status=status)
-    if status == 429 and retry_after is None and (found := _RETRY_AFTER.search(message)):
-        retry_after = float(found.group(1))  # Azure may say it only in the message
-    if status in (401, 403):
-        text += " (check the API key and its permissions)"
-    elif status == 404:
-        text += " (check the model or deployment name)"
-    elif found := _CONTEXT_LENGTH.search(message):
-        return errors.InputTooLongError(text, status=status, tokens=int(found.group(2)))
-    elif "max_tokens_per_request" in (kind, code) or "Too many inputs" in message:
-        return errors.BatchTooLargeError(text, status=status)
-    return errors.error_for_status(status, text, retry_after=retry_after)
+def _body(response: Any, error: Any) -> Any:
+    """The error body as the server sent it (the SDK keeps only its inner ``error`` object)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text or getattr(error, "message", "")
