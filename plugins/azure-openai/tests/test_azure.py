@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from embedify_azure_openai.testing import FakeAzureEntra
 from embedify_openai.testing import API_KEY, FakeOpenAI, vector_for
 
 import embedify
@@ -115,3 +116,33 @@ def test_environment(
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
     assert embedify.get_model("azure:small").embed(["env"]).shape == (1, 1536)
+
+
+@pytest.mark.parametrize("route", ["deployments", "v1"])
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_entra_token_provider_is_asked_per_request(route: str, asynchronous: bool) -> None:
+    fake = FakeAzureEntra()
+    provider: Any = fake.tokens.provider
+    if asynchronous:
+
+        async def provider() -> str:
+            return fake.tokens.provider()
+
+    with LoopbackServer(fake) as server:
+        model = azure(server, api_key=None, route=route, azure_ad_token_provider=provider)
+        model.embed(["first hour"])
+        fake.tokens.now += 2 * fake.tokens.lifetime  # the first token has expired
+        assert model.embed(["third hour"]).shape == (1, 1536)
+    assert fake.statuses == [200, 200] and len(fake.tokens.expiry) == 2
+    assert fake.log[-1]["headers"]["authorization"] == "Bearer entra-1"
+
+
+def test_an_expired_static_token_is_an_authentication_error() -> None:
+    fake = FakeAzureEntra()
+    token = fake.tokens.provider()
+    fake.tokens.now += 2 * fake.tokens.lifetime
+    with LoopbackServer(fake) as server, pytest.raises(embedify.EmbeddingJobError) as caught:
+        azure(server, api_key=None, azure_ad_token=token).embed(["x"])
+    (error,) = caught.value.failures.values()
+    assert isinstance(error, embedify.AuthenticationError) and "expired" in str(error)
+    assert token not in str(caught.value)
