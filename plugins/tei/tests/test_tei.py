@@ -81,13 +81,47 @@ def test_a_stricter_server_is_split_on_413_or_422(version: str) -> None:
     assert statuses == {200, 413 if version == "1.8.3" else 422}
 
 
+def concurrency_of(model: Any) -> tuple[list[int], list[int]]:
+    """Requests in flight as each starts, and how many had started when each 429 came back;
+    wraps the instance's method, as the conformance kit does to watch batches."""
+    in_flight, starts, overloads = [0], [], []
+    original = model.aembed_batch
+
+    async def watched(texts: list[str], role: Any) -> Any:
+        in_flight[0] += 1
+        starts.append(in_flight[0])
+        try:
+            return await original(texts, role)
+        except embedify.RateLimitError:
+            overloads.append(len(starts))
+            raise
+        finally:
+            in_flight[0] -= 1
+
+    model.aembed_batch = watched
+    return starts, overloads
+
+
 def test_overloaded_server_lowers_concurrency_and_recovers() -> None:
-    fake = FakeTEI(max_concurrent_requests=64, latency=0.05, max_client_batch_size=16)
+    # 64 permits, 56 held by other clients until six overloads: 2 requests of 4 fit at first.
+    fake = FakeTEI(
+        max_concurrent_requests=64,
+        max_client_batch_size=4,
+        latency=0.03,
+        other_clients_permits=56,
+        other_clients_leave_after=6,
+    )
     with LoopbackServer(fake) as server:
-        model = embedify.get_model(f"tei:{server.url}", max_concurrency=12)
-        result = model.embed_with_report([f"t{i}" for i in range(1000)])
-    assert result.report.failed == 0
-    assert 429 in {e["status"] for e in fake.log} and result.report.rate_limited > 0
+        model = embedify.get_model(f"tei:{server.url}")
+        starts, overloads = concurrency_of(model)
+        result = model.embed_with_report([f"t{i}" for i in range(2000)])
+    assert result.report.failed == 0 and result.report.rate_limited == len(overloads) == 6
+    limit = model.info.max_concurrency  # min(8, 64 permits // 4 inputs per request)
+    assert limit == 8 and max(starts[: overloads[0]]) == limit
+    # After the overloads, fewer requests are sent at once ...
+    assert max(starts[overloads[-1] : overloads[-1] + limit]) <= limit // 2
+    # ... and with the other clients gone, concurrency grows back (before the job's tail).
+    assert max(starts[-150:-50]) == limit
 
 
 def test_roles_map_to_prompt_names_and_options_reach_the_wire(

@@ -2,7 +2,11 @@
 ``/health``, with TEI's validation and error bodies (``{"error", "error_type"}``, PascalCase
 types; Validation is 413 before TEI 1.9 and 422 from 1.9), permits (each input of a request
 takes one of ``max_concurrent_requests``; none left answers 429 "Model is overloaded"), an
-optional bearer key (401 with an empty body), and the OpenAI-compatible route's flat errors."""
+optional bearer key (401 with an empty body), and the OpenAI-compatible route's flat errors.
+
+Other clients can hold permits (``other_clients_permits``) and leave after the server has
+answered ``other_clients_leave_after`` overloads; ``arrivals`` records, for each ``/embed``
+request, how many were being served at once (counting it) and its status."""
 
 from __future__ import annotations
 
@@ -33,10 +37,15 @@ class FakeTEI(FakeService):
     api_key: str | None = None
     prompts: dict[str, str] = field(default_factory=lambda: {"query": "query: "})
     latency: float = 0.0
+    other_clients_permits: int = 0
+    other_clients_leave_after: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._permits_used = 0
+        self._in_flight = 0
+        self._overloads = 0
+        self.arrivals: list[tuple[int, int]] = []
 
     @property
     def validation_status(self) -> int:
@@ -72,7 +81,16 @@ class FakeTEI(FakeService):
                 },
             )
         if request.path == "/embed" and request.method == "POST":
-            return self._embed(request.json())
+            with self._lock:
+                self._in_flight += 1
+                in_flight = self._in_flight
+            try:
+                response = self._embed(request.json())
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    self.arrivals.append((in_flight, response.status))
+            return response
         if request.path in ("/v1/embeddings", "/embeddings") and request.method == "POST":
             return self._openai(request.json())
         return Response(404, b"")
@@ -110,7 +128,11 @@ class FakeTEI(FakeService):
 
     def _take_permits(self, count: int) -> bool:
         with self._lock:
-            if self._permits_used + count > self.max_concurrent_requests:
+            others = self.other_clients_permits
+            if self._permits_used + others + count > self.max_concurrent_requests:
+                self._overloads += 1
+                if self._overloads == self.other_clients_leave_after:
+                    self.other_clients_permits = 0
                 return False
             self._permits_used += count
             return True
