@@ -146,3 +146,26 @@ def test_an_expired_static_token_is_an_authentication_error() -> None:
     (error,) = caught.value.failures.values()
     assert isinstance(error, embedify.AuthenticationError) and "expired" in str(error)
     assert token not in str(caught.value)
+
+
+def test_a_wrong_endpoint_path_names_the_url(server: LoopbackServer) -> None:
+    with pytest.raises(embedify.ConfigurationError) as caught:
+        azure(server, azure_endpoint=f"{server.url}/wrong").embed(["x"])
+    message = str(caught.value)
+    assert f"{server.url}/wrong/openai/deployments/small/embeddings" in message
+    assert "route is missing" in message
+
+
+@pytest.mark.parametrize("suffix", ["/", "/openai", "/openai/v1/"])
+@pytest.mark.parametrize("route", ["deployments", "v1"])
+def test_endpoint_as_pasted_from_the_portal_or_the_docs(
+    server: LoopbackServer, suffix: str, route: str
+) -> None:
+    pasted = azure(server, azure_endpoint=server.url + suffix, route=route)
+    assert pasted.embed(["x"]).shape == (1, 1536)
+    assert pasted.endpoint == f"{server.url}/openai/deployments/small"
+
+
+def test_the_deployment_is_part_of_the_endpoint(server: LoopbackServer) -> None:
+    assert azure(server, "small").endpoint != azure(server, "large").endpoint
+    assert azure(server, route="v1").endpoint == azure(server).endpoint

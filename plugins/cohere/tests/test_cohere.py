@@ -111,3 +111,24 @@ def test_environment_key_order(
     monkeypatch.setenv("CO_API_KEY", "wrong")  # CO_API_KEY wins
     with pytest.raises(embedify.EmbeddingJobError):
         embedify.get_model("cohere").embed(["x"])
+
+
+@pytest.mark.parametrize("suffix", ["", "/v1", "/v2/"])
+def test_base_url_with_or_without_a_version(
+    server: LoopbackServer, fake: FakeCohere, suffix: str
+) -> None:
+    model = embedify.get_model("cohere", base_url=server.url + suffix, api_key=API_KEY)
+    assert model.embed(["x"]).shape == (1, 1024) and fake.log[-1]["path"] == "/v2/embed"
+    assert model.endpoint == server.url
+
+
+def test_a_wrong_path_names_the_url_not_the_model(server: LoopbackServer) -> None:
+    wrong = embedify.get_model("cohere", base_url=f"{server.url}/api", api_key=API_KEY)
+    with pytest.raises(embedify.ConfigurationError) as caught:
+        wrong.embed(["x"])
+    assert f"{server.url}/api/v2/embed answered 404" in str(caught.value)
+
+
+def test_missing_key_names_both_variables() -> None:
+    with pytest.raises(embedify.ConfigurationError, match="set CO_API_KEY or COHERE_API_KEY"):
+        embedify.get_model("cohere").embed(["x"])

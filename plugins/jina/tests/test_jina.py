@@ -109,3 +109,25 @@ def test_rate_limits_are_retried(fake: FakeJina) -> None:
             [f"t{i}" for i in range(100)]
         )
     assert result.report.rate_limited > 0 and result.report.failed == 0
+
+
+@pytest.mark.parametrize("suffix", ["", "/v1", "/v1/"])
+def test_base_url_with_or_without_v1(server: LoopbackServer, fake: FakeJina, suffix: str) -> None:
+    model = embedify.get_model("jina", base_url=server.url + suffix, api_key=API_KEY)
+    assert model.embed(["x"]).shape == (1, 1024) and fake.log[-1]["path"] == "/v1/embeddings"
+    assert model.endpoint == server.url
+
+
+def test_a_wrong_path_names_the_url_not_the_model(server: LoopbackServer) -> None:
+    wrong = embedify.get_model("jina", base_url=f"{server.url}/api", api_key=API_KEY)
+    with pytest.raises(embedify.ConfigurationError) as caught:
+        wrong.embed(["x"])
+    message = str(caught.value)
+    assert f"{server.url}/api/v1/embeddings answered 404" in message and "model" not in message
+
+
+def test_default_endpoint_and_missing_key() -> None:
+    model = embedify.get_model("jina")
+    assert model.endpoint == "https://api.jina.ai"
+    with pytest.raises(embedify.ConfigurationError, match=r"api_key=\.\.\. or set JINA_API_KEY"):
+        model.embed(["x"])

@@ -161,3 +161,47 @@ def test_environment_configures_the_client(
     embedify.get_model("openai:text-embedding-3-small").embed(["configured by env"])
     headers = fake.log[-1]["headers"]
     assert headers["openai-organization"] == "org-123" and headers["openai-project"] == "proj-9"
+
+
+def test_a_wrong_path_names_the_url_not_the_model(server: LoopbackServer) -> None:
+    wrong = embedify.get_model("openai", base_url=f"{server.url}/api/v1", api_key=API_KEY)
+    with pytest.raises(embedify.ConfigurationError) as caught:
+        wrong.embed(["x"])
+    message = str(caught.value)
+    assert f"{server.url}/api/v1/embeddings answered 404" in message
+    assert "route is missing" in message and "model" not in message
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+def test_base_url_with_or_without_v1(server: LoopbackServer, fake: FakeOpenAI, suffix: str) -> None:
+    compatible = embedify.get_model("openai", base_url=server.url + suffix, api_key=API_KEY)
+    assert compatible.endpoint == f"{server.url}/v1"
+    compatible.embed(["x"])
+    assert fake.log[-1]["path"] == "/v1/embeddings"
+
+
+def test_endpoint_names_the_server_never_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert embedify.get_model("openai").endpoint == "https://api.openai.com/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://gpu-box:8000")
+    local = embedify.get_model("openai", api_key="sk-secret-value")
+    assert local.endpoint == "http://gpu-box:8000/v1" and "secret" not in str(local.endpoint)
+
+
+def test_an_unknown_host_fails_naming_it() -> None:
+    lost = embedify.get_model(
+        "openai", base_url="http://no-such-host.invalid/v1", api_key=API_KEY, max_retries=0
+    )
+    with pytest.raises(embedify.EmbeddingJobError) as caught:
+        lost.embed(["x"])
+    (error,) = caught.value.failures.values()
+    assert isinstance(error, embedify.ConnectionFailedError) and error.name_resolution
+    assert error.host == "no-such-host.invalid" and "no-such-host.invalid" in str(error)
+
+
+def test_default_headers_are_sent_and_secret(server: LoopbackServer, fake: FakeOpenAI) -> None:
+    secret = "upstream-secret-789"
+    proxied = model(server, default_headers={"X-Upstream-Key": secret})
+    proxied.embed(["x"])
+    assert fake.log[-1]["headers"]["x-upstream-key"] == secret
+    assert secret not in repr(proxied.options) and secret not in repr(proxied)
+    assert proxied.redact(f"echoed {secret}") == "echoed ***"

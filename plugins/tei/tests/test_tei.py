@@ -10,7 +10,7 @@ import pytest
 from embedify_tei.testing import FakeTEI, vector_for
 
 import embedify
-from embedify.testing import ConformanceSuite, LoopbackServer
+from embedify.testing import ConformanceSuite, LoopbackServer, Response
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +178,27 @@ def test_openai_compatible_route_through_the_openai_plugin(
         atol=1e-6,
     )
     assert fake.log[-1]["path"] == "/v1/embeddings" and model.info.dimension == 384
+
+
+def test_a_server_that_is_not_tei_is_named() -> None:
+    with (
+        LoopbackServer(lambda request: Response(404, b"")) as elsewhere,
+        pytest.raises(embedify.ConfigurationError) as caught,
+    ):
+        embedify.get_model(f"tei:{elsewhere.url}").embed(["x"])
+    message = str(caught.value)
+    assert f"{elsewhere.url}/info answered 404" in message and "None" not in message
+
+
+def test_the_openai_route_prefix_is_accepted(server: LoopbackServer, fake: FakeTEI) -> None:
+    model = embedify.get_model(f"tei:{server.url}/v1")
+    assert model.embed(["x"]).shape == (1, 384) and fake.log[-1]["path"] == "/embed"
+    assert model.endpoint == server.url
+
+
+def test_nothing_listening_is_one_clear_error() -> None:
+    with LoopbackServer(FakeTEI()) as stopped:
+        url = stopped.url
+    with pytest.raises(embedify.ConnectionFailedError, match="refused") as caught:
+        embedify.get_model(f"tei:{url}").embed(["x"])
+    assert url in str(caught.value) and not caught.value.name_resolution
