@@ -59,6 +59,7 @@ def serve(request: Request) -> Response:
             },
         ),
         "503": Response(503, "upstream unavailable"),
+        "504": Response(504, "gateway timeout"),
         "drop": Response(drop=True),
         "slow": Response(200, {"embeddings": [[1.0]]}, delay=1.0),
     }
@@ -159,6 +160,7 @@ def test_base_url_from_environment_then_default(monkeypatch: pytest.MonkeyPatch)
         ("418", errors.InvalidRequestError),
         ("429", errors.RateLimitError),
         ("503", errors.TransientError),
+        ("504", errors.RequestTimeoutError),
     ],
 )
 def test_status_table_refined_by_the_body(
@@ -235,11 +237,15 @@ def test_nothing_listening_is_a_connection_failure_naming_the_url() -> None:
     assert url in str(caught.value)
 
 
-@pytest.mark.parametrize("first", ["slow", "drop"])
-def test_timeouts_and_dropped_connections_are_transient(server: LoopbackServer, first: str) -> None:
+@pytest.mark.parametrize(
+    ("first", "expected"), [("slow", errors.RequestTimeoutError), ("drop", errors.TransientError)]
+)
+def test_timeouts_and_dropped_connections_are_transient(
+    server: LoopbackServer, first: str, expected: type[Exception]
+) -> None:
     with pytest.raises(errors.TransientError) as caught:
         send(demo(server.url, timeout=0.2), first)
-    assert not isinstance(caught.value, errors.ConnectionFailedError)
+    assert type(caught.value) is expected
 
 
 def test_a_subclass_must_implement_aembed_batch() -> None:

@@ -46,9 +46,21 @@ class TransientError(ProviderError):
         self.retry_after = retry_after
 
 
+class RateLimitError(TransientError):
+    """The provider asked us to slow down (429). The engine also lowers its concurrency."""
+
+
+class RequestTimeoutError(TransientError):
+    """The request got no answer in time. The engine splits the batch instead of sending the
+    same work again to a server that may still be computing it."""
+
+
 class ConnectionFailedError(TransientError):
-    """The server could not be reached. ``host`` names it; ``name_resolution`` is true when the
-    host name did not resolve (no network, or a typo), which retrying will rarely fix."""
+    """No connection to the server: refused, reset, dropped, or its name did not resolve.
+
+    ``host`` names the server when known. ``name_resolution`` marks a failed DNS lookup (no
+    network, a typo in the host): the engine retries it once, then stops the job.
+    """
 
     def __init__(
         self,
@@ -62,10 +74,6 @@ class ConnectionFailedError(TransientError):
         super().__init__(message, status=status, retry_after=retry_after)
         self.host = host
         self.name_resolution = name_resolution
-
-
-class RateLimitError(TransientError):
-    """The provider asked us to slow down (429). The engine also lowers its concurrency."""
 
 
 class PermanentError(ProviderError):

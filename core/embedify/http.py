@@ -39,6 +39,7 @@ from embedify.errors import (
     ProviderError,
     QuotaExceededError,
     RateLimitError,
+    RequestTimeoutError,
     TransientError,
 )
 from embedify.model import EmbeddingModel, RemoteOptions, Role, Vectors
@@ -52,8 +53,10 @@ STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
     409: TransientError,
     413: BatchTooLargeError,
     429: RateLimitError,
+    504: RequestTimeoutError,
 }
-"""What an error status means when the body says nothing more. Any other 5xx is transient,
+"""What an error status means when the body says nothing more (504: the request timed out,
+which the engine splits rather than resends). Any other 5xx is transient,
 any other 4xx an invalid request; a 404 is a missing route unless the provider's body says
 the model is missing (see :meth:`HTTPEmbeddingModel.refine_error`)."""
 
@@ -107,8 +110,6 @@ class HTTPEmbeddingModel(EmbeddingModel):
         super().__init__(model_id, **options)
         configured = self.configured_base_url()
         self.base_url: str | None = self.normalize_base_url(configured) if configured else None
-        self.endpoint: str | None = self.base_url
-        """What identifies the server in the cache fingerprint: never a key."""
         self._clients: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -121,6 +122,11 @@ class HTTPEmbeddingModel(EmbeddingModel):
         raise NotImplementedError
 
     # -- where and who ------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str | None:
+        """The server's identity in the cache fingerprint (the normalised base URL); never a key."""
+        return self.base_url
 
     def configured_base_url(self) -> str | None:
         """The option, else the first environment variable set, else the default."""
@@ -293,7 +299,7 @@ class HTTPEmbeddingModel(EmbeddingModel):
                 name_resolution=True,
             )
         if any(_named(cause, "Timeout") for cause in chain):
-            return TransientError(f"{self.provider} request to {host} timed out")
+            return RequestTimeoutError(f"{self.provider} request to {host} timed out")
         if any(isinstance(cause, ConnectionRefusedError) for cause in chain):
             return ConnectionFailedError(
                 f"connection to {self.base_url} refused: is the server running?", host=host

@@ -52,9 +52,12 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
             self.dimension = known["dimension"]
             self.supports_dimensions = known["dimensions"]
             self.normalized = True
-        if self.base_url:  # the deployment is the server's identity, whichever route reaches it
-            self.endpoint = f"{self.base_url}/openai/deployments/{self.model_id}"
         self._last_token = ""
+
+    @property
+    def endpoint(self) -> str | None:
+        """The deployment, whichever route reaches it."""
+        return f"{self.base_url}/openai/deployments/{self.model_id}" if self.base_url else None
 
     def configured_base_url(self) -> str | None:
         return self.options.azure_endpoint or super().configured_base_url()
