@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
+from embedify import observe_rate_limit_headers, retry_after_from_headers
 from embedify.errors import (
     AuthenticationError,
     BadResponseError,
@@ -43,7 +44,6 @@ from embedify.errors import (
     TransientError,
 )
 from embedify.model import EmbeddingModel, RemoteOptions, Role, Vectors
-from embedify.throttle import observe_rate_limit_headers, retry_after_from_headers
 
 STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
     401: AuthenticationError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,11 +103,10 @@ def test_old_sixteen_input_deployments_are_split(fake: FakeOpenAI) -> None:
 def test_azure_rate_limit_message_without_header(fake: FakeOpenAI) -> None:
     fake.rate_limit_every = 1
     fake.retry_after = None
-    with LoopbackServer(fake) as server, pytest.raises(embedify.EmbeddingJobError) as caught:
-        azure(server, max_retries=0).embed(["x"])
-    (error,) = caught.value.failures.values()
-    assert isinstance(error, embedify.RateLimitError) and error.retry_after == 1.0
-    assert "code" not in str(error) and "429" in str(error)
+    with LoopbackServer(fake) as server, pytest.raises(embedify.RateLimitError) as caught:
+        asyncio.run(azure(server).aembed_batch(["x"], "document"))  # one request, no engine
+    assert caught.value.retry_after == 1.0  # said only in the message
+    assert "code" not in str(caught.value) and "429" in str(caught.value)
 
 
 def test_environment(

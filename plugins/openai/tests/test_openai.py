@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -133,11 +134,9 @@ def test_exhausted_quota_fails_fast_without_retries(fake: FakeOpenAI) -> None:
 def test_rate_limit_error_carries_retry_after(fake: FakeOpenAI) -> None:
     fake.rate_limit_every = 1
     fake.retry_after = "7"
-    with LoopbackServer(fake) as server, pytest.raises(embedify.EmbeddingJobError) as caught:
-        model(server, max_retries=0).embed(["x"])
-    (error,) = caught.value.failures.values()
-    assert isinstance(error, embedify.RateLimitError) and error.retry_after == 7.0
-    assert "rate_limit_exceeded" in str(error)
+    with LoopbackServer(fake) as server, pytest.raises(embedify.RateLimitError) as caught:
+        asyncio.run(model(server).aembed_batch(["x"], "document"))  # one request, no engine
+    assert caught.value.retry_after == 7.0 and "rate_limit_exceeded" in str(caught.value)
 
 
 def test_keys_never_appear(server: LoopbackServer, caplog: pytest.LogCaptureFixture) -> None:

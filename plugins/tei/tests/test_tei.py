@@ -116,12 +116,12 @@ def test_overloaded_server_lowers_concurrency_and_recovers() -> None:
         starts, overloads = concurrency_of(model)
         result = model.embed_with_report([f"t{i}" for i in range(2000)])
     assert result.report.failed == 0 and result.report.rate_limited == len(overloads) == 6
-    limit = model.info.max_concurrency  # min(8, 64 permits // 4 inputs per request)
-    assert limit == 8 and max(starts[: overloads[0]]) == limit
-    # After the overloads, fewer requests are sent at once ...
-    assert max(starts[overloads[-1] : overloads[-1] + limit]) <= limit // 2
+    peak = max(starts[: overloads[0]])  # before the first 429: more than the 2 that fit
+    assert peak >= 4
+    # After the overloads, at most half as many requests are sent at once ...
+    assert max(starts[overloads[-1] : overloads[-1] + peak]) <= peak // 2
     # ... and with the other clients gone, concurrency grows back (before the job's tail).
-    assert max(starts[-150:-50]) == limit
+    assert max(starts[-150:-50]) >= peak
 
 
 def test_roles_map_to_prompt_names_and_options_reach_the_wire(
