@@ -69,6 +69,10 @@ def test_tokens_bucket_charges_the_input_tokens() -> None:
     assert refused.headers["x-ratelimit-remaining-tokens"] == "315"
     message = refused.body["error"]["message"]
     assert "(TPM): Limit 600, Used 285, Requested 330. Please try again in 1.5s." in message
+    empty = FakeOpenAI(tokens_per_minute=600, initial_fill=0.0, clock=clock)
+    clock.now += 30  # set-up time (say, precomputing answers) does not fill the buckets
+    assert post(empty, ["word"]).headers["retry-after"] == "1"  # 0.1 s rounded up
+    clock.now -= 30
     too_big = post(fake, ["word"] * 601)
     assert too_big.status == 429 and "Request too large" in too_big.body["error"]["message"]
     clock.now += 1.5

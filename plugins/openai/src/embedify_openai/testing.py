@@ -104,11 +104,11 @@ class TokenBucket:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self.level = self.capacity
-        self._updated = now
+        self.updated = now
 
     def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self._updated) * self.rate)
-        self._updated = now
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
 
     def wait_for(self, amount: float) -> float:
         """Seconds until ``amount`` fits (0 now; infinite if it exceeds the capacity)."""
@@ -157,6 +157,7 @@ class FakeOpenAI(FakeService):
     ignore_base64: bool = False  # an OpenAI-compatible server that always sends floats
     requests_per_minute: int | None = None  # None: tier-5 limits, far above any test's job
     tokens_per_minute: int | None = None
+    initial_fill: float = 1.0  # share of each bucket full at start (1: a key unused for a minute)
     retry_after_ms: bool = False  # also send ``retry-after-ms`` on rate-limit 429s
     azure: bool = False
     max_in_flight: int | None = None  # requests beyond this wait for a slot (server capacity)
@@ -168,6 +169,7 @@ class FakeOpenAI(FakeService):
         now = self.clock()
         self._requests = TokenBucket(self.requests_per_minute or DEFAULT_REQUESTS_PER_MINUTE, now)
         self._tokens = TokenBucket(self.tokens_per_minute or DEFAULT_TOKENS_PER_MINUTE, now)
+        self._started = False  # the buckets hold ``initial_fill`` at the first request
         self._slots = threading.BoundedSemaphore(self.max_in_flight or 1_000_000)
         self._queue_free_at = now  # self-hosted: when the compute queue has finished its work
         self._encoded: dict[tuple[str, int | None, bool, str], bytes] = {}
@@ -416,13 +418,21 @@ class FakeOpenAI(FakeService):
             self.compute_seconds += work
             return self._queue_free_at - now
 
+    def _refill(self) -> None:
+        """Bring both buckets to now (the first request finds them ``initial_fill`` full)."""
+        now = self.clock()
+        for bucket in (self._requests, self._tokens):
+            if not self._started:
+                bucket.level = bucket.capacity * self.initial_fill
+                bucket.updated = now
+            bucket.refill(now)
+        self._started = True
+
     def _admit(self, model: str, tokens: int) -> tuple[Response | None, dict[str, str]]:
         """Charge the request to both buckets, or refuse it with OpenAI's 429; either way return
         the ``x-ratelimit-*`` headers of the buckets after the decision."""
         with self._lock:
-            now = self.clock()
-            self._requests.refill(now)
-            self._tokens.refill(now)
+            self._refill()
             refusal = next(
                 (
                     (kind, bucket, amount, bucket.wait_for(amount))
@@ -513,7 +523,5 @@ class FakeOpenAI(FakeService):
 
     def _limit_headers_now(self) -> dict[str, str]:
         with self._lock:
-            now = self.clock()
-            self._requests.refill(now)
-            self._tokens.refill(now)
+            self._refill()
             return self._limit_headers()
