@@ -4,9 +4,11 @@ The user config is a small JSON file, ``$EMBEDIFY_CONFIG_DIR/config.json`` (defa
 ``~/.config/embedify/config.json``)::
 
     {"default_model": "openai:text-embedding-3-small",
-     "aliases": {"small": "openai:text-embedding-3-small"}}
+     "aliases": {"small": "openai:text-embedding-3-small"},
+     "providers": {"openai": "my-openai-proxy"}}
 
-``EMBEDIFY_MODEL`` overrides ``default_model``.
+``EMBEDIFY_MODEL`` overrides ``default_model``. ``providers`` says which plugin or distribution
+owns a name that several installed plugins register (``EMBEDIFY_PROVIDERS`` overrides it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class UserConfig(BaseModel):
 
     default_model: str | None = None
     aliases: dict[str, str] = {}
+    providers: dict[str, str] = {}  # contested name -> the plugin or distribution that owns it
 
 
 def config_dir() -> Path:
