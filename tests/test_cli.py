@@ -308,3 +308,16 @@ def test_plugins_that_exit_or_take_names_cannot_break_embedify(tmp_path: Path) -
     embedded = _embedify(tmp_path, "embed", "-m", "fake", "x")
     assert len(json.loads(embedded.stdout)[0]["embedding"]) == 64  # the built-in fake kept it
     assert "warning: embedify: provider 'fake' is registered by" in embedded.stderr
+
+
+def test_help_imports_no_numpy_or_pydantic() -> None:
+    """Cold start: `embedify --help` (every plugin's module included) stays light."""
+    code = (
+        "import sys\nfrom embedify.cli import cli\ntry:\n    cli(['--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted({'numpy', 'pydantic', 'embedify.model', 'torch'} & set(sys.modules)))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip().splitlines()[-1] == "[]"

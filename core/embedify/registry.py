@@ -22,17 +22,19 @@ import threading
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pluggy
 
 from embedify import hookspecs
 from embedify.config import default_model_name, load_user_config
 from embedify.errors import ConfigurationError, UnknownModelError
-from embedify.model import EmbeddingModel
+
+if TYPE_CHECKING:  # imported when a model is built, so `embedify --help` skips numpy
+    from embedify.model import EmbeddingModel
 
 ENTRY_POINT_GROUP = "embedify"
-BUILTIN_PLUGINS = ("embedify.fake",)
+BUILTIN_PLUGINS = ("embedify.fake",)  # the plugin name of _BuiltinProviders
 RUNTIME_PLUGIN = "__runtime__"
 
 #: Providers we publish, so an unknown name can say what to install.
@@ -50,7 +52,7 @@ FIRST_PARTY = {
 #: Distributions whose names win over a third party's registration of the same name.
 FIRST_PARTY_DISTRIBUTIONS = frozenset({"embedify", *FIRST_PARTY.values(), "embedify-pack-minilm"})
 
-Factory = type[EmbeddingModel] | str
+Factory: TypeAlias = "type[EmbeddingModel] | str"
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Provider:
     distribution: str | None = None
 
     def model_class(self) -> type[EmbeddingModel]:
+        from embedify.model import EmbeddingModel
+
         if isinstance(self.factory, str):
             module_name, _, attribute = self.factory.partition(":")
             try:
@@ -190,12 +194,7 @@ class Registry:
                 self._settle()
 
     def _load_plugins(self) -> None:
-        for module_name in BUILTIN_PLUGINS:
-            self._register_plugin(
-                module_name,
-                lambda m=module_name: importlib.import_module(m),
-                distribution="embedify",
-            )
+        self._register_plugin(BUILTIN_PLUGINS[0], _BuiltinProviders, distribution="embedify")
         if os.environ.get("EMBEDIFY_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
             return
         wanted = {
@@ -444,6 +443,15 @@ class Registry:
             message += f" Did you mean {', '.join(map(repr, close))}?"
         installed = ", ".join(sorted(self.providers)) or "none"
         return f"{message} Installed providers: {installed}."
+
+
+class _BuiltinProviders:
+    """The core's own providers, registered the way a plugin's are (and as lazily)."""
+
+    @staticmethod
+    @hookspecs.hookimpl
+    def register_models(register: Register) -> None:
+        register("fake", "embedify.fake:FakeEmbeddingModel", default_model="64")
 
 
 registry = Registry()
