@@ -2,9 +2,10 @@
 ``pytest --markdown-docs README.md docs`` (pytest-markdown-docs).
 
 Each example runs offline in a fresh folder, with its own config and one embedify cache for the
-session (the local model exports to ONNX once). An example that needs a real service names a
-fixture in its fence, e.g. ```` ```python fixture:openai_key ````, and is skipped, with the
-reason printed, unless that key is set.
+session (the local model exports to ONNX once). An example that cannot run offline names a
+fixture in its fence, in the PyMdown superfences form that mkdocs renders (mkdocs.yml enables
+it), e.g. ```` ```{.python fixture:openai_key} ````, and is skipped, with the reason printed,
+unless that variable is set.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "markdowndocs", False):
+        config.option.markdowndocs_syntax = "superfences"  # also reads plain ```python fences
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +39,9 @@ def _docs_example_environment(request: pytest.FixtureRequest) -> None:
     monkeypatch.chdir(folder)
 
 
-def _needs(variable: str) -> None:
+def _needs(variable: str, why: str = "calls the real service") -> None:
     if not os.environ.get(variable):
-        pytest.skip(f"this example calls the real service: set {variable} to run it")
+        pytest.skip(f"this example {why}: set {variable} to run it")
 
 
 @pytest.fixture
@@ -51,3 +57,8 @@ def cohere_key() -> None:
 @pytest.fixture
 def jina_key() -> None:
     _needs("JINA_API_KEY")
+
+
+@pytest.fixture
+def online() -> None:
+    _needs("EMBEDIFY_DOCS_ONLINE", "downloads weights from the Hugging Face hub")
