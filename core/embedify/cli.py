@@ -374,7 +374,7 @@ def plugins() -> None:
         if provided:
             click.echo(f"    provides: {', '.join(provided)}")
         for conflict in registry.conflicts:
-            if conflict.loser.split(" ")[0] == status.name:
+            if conflict.loser_plugin == status.name:
                 click.echo(
                     f"    lost {conflict.kind} {conflict.name!r} to {conflict.winner} "
                     f"({conflict.reason}); choose with EMBEDIFY_PROVIDERS="

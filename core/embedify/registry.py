@@ -103,6 +103,7 @@ class Conflict:
     winner: str  # "plugin (distribution)"
     loser: str
     reason: str
+    loser_plugin: str
 
 
 @dataclass
@@ -314,6 +315,7 @@ class Registry:
                         _who(plugin, distribution),
                         _who(other_plugin, other_distribution),
                         reasons[rank],
+                        other_plugin,
                     )
                 )
             return winner
@@ -375,6 +377,7 @@ class Registry:
             _who(owner.plugin, owner.distribution),
             _who(alias.plugin, alias.distribution),
             f"it would send {owner.name!r}'s name to {alias.target!r}",
+            alias.plugin,
         )
 
     # -- resolution ---------------------------------------------------------------------------
