@@ -93,9 +93,13 @@ class _Group(click.Group):
         if self._plugins_added:
             return
         self._plugins_added = True
+        from embedify.errors import EmbedifyError
         from embedify.registry import registry
 
-        registry.load()
+        try:
+            registry.load()
+        except EmbedifyError as error:  # e.g. a broken config file: help still works
+            click.echo(f"warning: {_one_line(str(error))}", err=True)
         for implementation in registry.plugin_manager.hook.register_commands.get_hookimpls():
             try:
                 implementation.function(cli=self)
