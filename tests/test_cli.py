@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -342,3 +343,17 @@ def test_help_imports_no_numpy_or_pydantic() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip().splitlines()[-1] == "[]"
+
+
+def test_a_failed_job_is_one_line(acme: tuple[Any, Any]) -> None:
+    server, _ = acme
+    options = ["-o", f"base_url={server.url}", "-o", "api_key=wrong"]
+    line = fails("embed", "-m", "acme", *options, "one", "two", status=1)
+    assert line.startswith("Error: 2 of 2 inputs failed: Acme 401: invalid api key")
+
+
+def test_max_words_below_one_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["search", "-m", "fake", "--max-words", "0", str(tmp_path), "x"]
+    )
+    assert result.exit_code == 2 and "'--max-words': 0 is not in the range x>=1" in result.output
