@@ -23,7 +23,12 @@ from embedify import EmbeddingModel, Role
 
 __all__ = ["EmbedifyEmbeddingFunction"]
 
-_CONFIG_KEYS = {"model": str, "options": dict, "dimension": (int, type(None)), "fingerprint": str}
+_CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model": str,
+    "options": dict,
+    "dimension": (int, type(None)),
+    "fingerprint": str,
+}
 
 
 @register_embedding_function
