@@ -130,7 +130,7 @@ def test_documents_and_queries_are_embedded_with_their_roles(
 class CountingModel(embedify.EmbeddingModel):
     """The fake's vectors, with a small request limit; records each request and each job."""
 
-    provider = "counting"
+    provider = "counting-chroma"
     dimension = 8
     limits = embedify.Limits(max_inputs_per_request=64)
     requests: ClassVar[list[int]] = []
@@ -150,9 +150,9 @@ class CountingModel(embedify.EmbeddingModel):
 def test_an_add_is_one_engine_job_planned_by_the_model_limits(
     client: chromadb.ClientAPI,
 ) -> None:
-    embedify.register_model("counting", CountingModel, default_model="v1")
+    embedify.register_model("counting-chroma", CountingModel, default_model="v1")
     collection = client.create_collection(
-        "planned", embedding_function=EmbedifyEmbeddingFunction("counting")
+        "planned", embedding_function=EmbedifyEmbeddingFunction("counting-chroma")
     )
     collection.add(ids=[str(i) for i in range(len(CORPUS))], documents=CORPUS)
     assert CountingModel.jobs == 1
@@ -162,15 +162,15 @@ def test_an_add_is_one_engine_job_planned_by_the_model_limits(
 
 def test_config_round_trips_and_keeps_secrets_out() -> None:
     class Keyed(embedify.EmbeddingModel):
-        provider = "keyed"
+        provider = "keyed-chroma"
         dimension = 8
         options_class = embedify.RemoteOptions
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
             return embedify.get_model("fake:8").embed_batch(texts, role)
 
-    embedify.register_model("keyed", Keyed, default_model="v1")
-    function = EmbedifyEmbeddingFunction("keyed", api_key="sk-secret-123", batch_size=7)
+    embedify.register_model("keyed-chroma", Keyed, default_model="v1")
+    function = EmbedifyEmbeddingFunction("keyed-chroma", api_key="sk-secret-123", batch_size=7)
     config = function.get_config()
     assert "sk-secret" not in json.dumps(config)
     assert config["options"] == {"batch_size": 7}

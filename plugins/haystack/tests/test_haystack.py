@@ -116,7 +116,7 @@ def test_run_async_gives_what_run_gives() -> None:
 class CountingModel(embedify.EmbeddingModel):
     """The fake's vectors with a small request limit; records each request and each job."""
 
-    provider = "counting"
+    provider = "counting-haystack"
     dimension = 8
     limits = embedify.Limits(max_inputs_per_request=64)
     options_class = embedify.RemoteOptions
@@ -134,16 +134,16 @@ class CountingModel(embedify.EmbeddingModel):
         return await super().aembed_with_report(texts, role)
 
 
-embedify.register_model("counting", CountingModel, default_model="v1")
+embedify.register_model("counting-haystack", CountingModel, default_model="v1")
 
 
 def test_a_run_is_one_engine_job_planned_by_the_model_limits() -> None:
     documents = [Document(content=f"document number {i}") for i in range(1000)]
-    result = EmbedifyDocumentEmbedder("counting").run(documents=documents)
+    result = EmbedifyDocumentEmbedder("counting-haystack").run(documents=documents)
     assert CountingModel.jobs == 1
     assert sum(CountingModel.requests) == 1000 and max(CountingModel.requests) == 64
     assert all(len(d.embedding) == 8 for d in result["documents"])
-    assert result["meta"]["model"] == "counting:v1"
+    assert result["meta"]["model"] == "counting-haystack:v1"
 
 
 def test_serialisation_keeps_options_and_secrets_as_haystack_does(
@@ -151,7 +151,7 @@ def test_serialisation_keeps_options_and_secrets_as_haystack_does(
 ) -> None:
     monkeypatch.setenv("COUNTING_KEY", "sk-secret-123")
     embedder = EmbedifyTextEmbedder(
-        "counting", prefix="q: ", batch_size=7, api_key=Secret.from_env_var("COUNTING_KEY")
+        "counting-haystack", prefix="q: ", batch_size=7, api_key=Secret.from_env_var("COUNTING_KEY")
     )
     data = embedder.to_dict()
     assert data["init_parameters"]["api_key"]["env_vars"] == ["COUNTING_KEY"]
@@ -164,7 +164,7 @@ def test_serialisation_keeps_options_and_secrets_as_haystack_does(
     assert loaded._model.options.api_key.get_secret_value() == "sk-secret-123"
 
     with pytest.raises(TypeError, match=r"Secret.from_env_var"):
-        EmbedifyTextEmbedder("counting", api_key="sk-plain")
+        EmbedifyTextEmbedder("counting-haystack", api_key="sk-plain")
     document_embedder = EmbedifyDocumentEmbedder("fake:8", meta_fields_to_embed=["title"])
     copy = EmbedifyDocumentEmbedder.from_dict(document_embedder.to_dict())
     assert copy.meta_fields_to_embed == ["title"] and copy.embedding_separator == "\n"

@@ -9,13 +9,16 @@ embedders, so a pipeline survives ``dumps``/``loads``.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import Secret
 
 import embedify
-from embedify import EmbeddingModel, Report
+from embedify import EmbeddingModel
+
+if TYPE_CHECKING:
+    from embedify import Report
 
 __all__ = ["EmbedifyDocumentEmbedder", "EmbedifyTextEmbedder"]
 
