@@ -15,6 +15,8 @@ PLUGIN_NEEDS = {
     "azure-openai": ["plugins/openai"],
     "tei": ["plugins/openai"],  # its tests show the OpenAI-compatible route
     "instructor": ["plugins/huggingface[test]"],  # tiny-model builders, sentence-transformers
+    "chroma": ["plugins/huggingface", "plugins/pack-minilm"],  # retrieval flows use "local"
+    "haystack": ["plugins/huggingface", "plugins/pack-minilm"],
 }
 
 
@@ -29,7 +31,7 @@ def tests(session: nox.Session) -> None:
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin's tests in a virtualenv holding only that plugin and the core."""
-    if plugin in ("huggingface", "pack-minilm", "instructor"):
+    if plugin in ("huggingface", "pack-minilm", "instructor", "chroma", "haystack"):
         session.install(TORCH)
     session.install(
         "-e", ".", *[arg for need in PLUGIN_NEEDS.get(plugin, []) for arg in ("-e", need)]
