@@ -75,7 +75,6 @@ class TestByName(ConformanceSuite):
             "llamaindex:llama_index.embeddings.openai.OpenAIEmbedding",
             api_key="sk-wrong",
             api_base=f"{server.url}/v1",
-            max_retries=1,
         )
         return [(lambda: bad_key.embed(["x"]), embedify.AuthenticationError)]
 
