@@ -7,12 +7,15 @@ import asyncio
 import math
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 from embedify_langchain import EmbedifyEmbeddings
 from langchain_core.vectorstores import InMemoryVectorStore
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import embedify
 
@@ -113,3 +116,29 @@ def test_import_embedify_does_not_import_langchain() -> None:
         "assert not [m for m in sys.modules if m.startswith('langchain')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def dependency_closure(distribution: str) -> set[str]:
+    """Every distribution installing ``distribution`` pulls in (extras left out)."""
+    seen: set[str] = set()
+    todo = [distribution]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requirements:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+def test_installing_it_does_not_install_the_other_integration() -> None:
+    closure = dependency_closure("embedify-langchain")
+    assert "langchain-core" in closure  # the walk follows requirements
+    assert not [name for name in closure if "llama-index" in name]

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from embedify_llamaindex import LlamaIndexEmbeddingModel, from_llamaindex
 from embedify_openai.testing import API_KEY, FakeOpenAI
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import embedify
 from embedify.testing import ConformanceSuite, LoopbackServer
@@ -149,3 +152,29 @@ def test_import_embedify_does_not_import_llamaindex() -> None:
         "assert not [m for m in sys.modules if m.startswith('llama_index')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def dependency_closure(distribution: str) -> set[str]:
+    """Every distribution installing ``distribution`` pulls in (extras left out)."""
+    seen: set[str] = set()
+    todo = [distribution]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requirements:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+def test_installing_it_does_not_install_the_other_integration() -> None:
+    closure = dependency_closure("embedify-llamaindex")
+    assert "llama-index-core" in closure  # the walk follows requirements
+    assert not [name for name in closure if "langchain" in name]
