@@ -108,6 +108,7 @@ def test_by_name_as_in_the_issue(minilm_folder: str) -> None:
 def test_engine_report_and_cache_on_top(tmp_path: Path, server: LoopbackServer) -> None:
     texts = ["alpha beta", "gamma delta", "alpha beta"]
     first = from_langchain(langchain_openai(server), cache=tmp_path / "cache.db")
+    first.embed(["an earlier job"])  # the dimension is known from here on
     report = first.embed_with_report(texts).report
     assert report.deduplicated == 1 and report.embedded == 2
     second = from_langchain(langchain_openai(server), cache=tmp_path / "cache.db")

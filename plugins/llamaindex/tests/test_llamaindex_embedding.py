@@ -162,6 +162,8 @@ def test_persisted_index_reloads_with_the_serialised_embedding(tmp_path: Path) -
     Settings._embed_model = None
     Settings.embed_model = reloaded = EmbedifyEmbedding.from_json(saved)
     assert reloaded.model.options.batch_size == 50 and reloaded.to_dict() == data
+    derived = EmbedifyEmbedding("fake:32").to_dict()  # embed_batch_size from the model's limits
+    assert EmbedifyEmbedding.from_dict(derived).to_dict() == derived
     storage = StorageContext.from_defaults(persist_dir=str(tmp_path / "index"))
     again = load_index_from_storage(storage)
     assert retrieved_texts(again, "ocean") == before

@@ -115,6 +115,7 @@ def test_engine_batches_by_the_embedding_batch_size(server: LoopbackServer) -> N
 def test_cache_hits_from_the_first_job_on(tmp_path: Path, server: LoopbackServer) -> None:
     texts = ["alpha beta", "gamma delta"]
     first = from_llamaindex(llamaindex_openai(server), cache=tmp_path / "cache.db")
+    first.embed(["an earlier job"])  # the dimension is known from here on
     first.embed(texts)
     second = from_llamaindex(llamaindex_openai(server), cache=tmp_path / "cache.db")
     report = second.embed_with_report(texts).report
