@@ -26,7 +26,7 @@ from embedify import EmbeddingModel
 from embedify.engine import Report
 from embedify.model import Role
 
-dispatcher = instrument.get_dispatcher(__name__)
+dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
 
 #: Options never written by ``to_dict``: a reloaded embedding reads them from the environment.
 SECRET_OPTIONS = frozenset({"api_key"})
@@ -90,7 +90,7 @@ class EmbedifyEmbedding(BaseEmbedding):
                 f"'openai:text-embedding-3-small', or an embedify EmbeddingModel; got {chosen!r}."
             )
         limit = built.options.batch_size or built.info.limits.max_inputs_per_request
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]  # pydantic: the fields include ours
             model_name=name,
             embed_batch_size=min(limit or _MOST_LLAMAINDEX_ALLOWS, _MOST_LLAMAINDEX_ALLOWS),
             options=_serialisable(engine_options),
