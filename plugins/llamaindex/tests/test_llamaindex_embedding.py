@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,14 @@ def test_standalone_text_embedding_matches_llamaindex_huggingface(minilm_folder:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     text = "It is raining cats and dogs here!"
-    ours = EmbedifyEmbedding("local").get_text_embedding(text)
+    embed_model = EmbedifyEmbedding("local")
+    ours = embed_model.get_text_embedding(text)
     theirs = HuggingFaceEmbedding(model_name=minilm_folder).get_text_embedding(text)
     assert len(ours) == 384 and isinstance(ours[0], float)
     assert cosine(ours, theirs) > 0.999
+    # IngestionPipeline(num_workers=...) pickles its transformations into worker processes.
+    unpickled = pickle.loads(pickle.dumps(embed_model))
+    assert np.allclose(unpickled.get_text_embedding(text), ours, atol=1e-6)
 
 
 def test_a_large_batch_is_one_engine_call_planned_by_the_model() -> None:
