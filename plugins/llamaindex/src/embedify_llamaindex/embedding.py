@@ -31,7 +31,9 @@ dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
 #: Options never written by ``to_dict``: a reloaded embedding reads them from the environment.
 SECRET_OPTIONS = frozenset({"api_key"})
 #: LlamaIndex's own fields, passed to ``BaseEmbedding``; every other keyword is an embedify option.
-_LLAMAINDEX_FIELDS = frozenset({"callback_manager", "num_workers", "embeddings_cache"})
+_LLAMAINDEX_FIELDS = frozenset(
+    {"callback_manager", "num_workers", "embeddings_cache", "rate_limiter"}
+)
 _MOST_LLAMAINDEX_ALLOWS = 2048  # BaseEmbedding.embed_batch_size's upper bound
 
 
