@@ -15,7 +15,13 @@ PLUGIN_NEEDS = {
     "azure-openai": ["plugins/openai"],
     "tei": ["plugins/openai"],  # its tests show the OpenAI-compatible route
     "instructor": ["plugins/huggingface[test]"],  # tiny-model builders, sentence-transformers
+    "chroma": ["plugins/huggingface", "plugins/pack-minilm"],  # retrieval flows use "local"
+    "haystack": ["plugins/huggingface", "plugins/pack-minilm"],
+    # Framework integrations: their flows run on the local model and the OpenAI fake.
+    "llamaindex": ["plugins/huggingface", "plugins/pack-minilm", "plugins/openai"],
+    "langchain": ["plugins/huggingface", "plugins/pack-minilm", "plugins/openai"],
 }
+TEST_EXTRAS = ("huggingface", "llamaindex", "langchain")  # plugins installed as plugin[test]
 
 
 @nox.session
@@ -29,13 +35,15 @@ def tests(session: nox.Session) -> None:
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin's tests in a virtualenv holding only that plugin and the core."""
-    if plugin in ("huggingface", "pack-minilm", "instructor"):
+    if plugin in (
+        "huggingface", "pack-minilm", "instructor", "chroma", "haystack", "llamaindex", "langchain"
+    ):
         session.install(TORCH)
     session.install(
         "-e", ".", *[arg for need in PLUGIN_NEEDS.get(plugin, []) for arg in ("-e", need)]
     )
     session.install(
-        "-e", f"plugins/{plugin}[test]" if plugin == "huggingface" else f"plugins/{plugin}"
+        "-e", f"plugins/{plugin}[test]" if plugin in TEST_EXTRAS else f"plugins/{plugin}"
     )
     session.install("pytest", "pytest-asyncio")
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)

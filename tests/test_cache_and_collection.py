@@ -45,9 +45,10 @@ def test_collection_reembeds_only_changes(tmp_path: Path) -> None:
     model = embedify.get_model("fake:32")
     collection = Collection(tmp_path / "col.sqlite3", model)
     items = [("a", "the cat sat", {"n": 1}), ("b", "dogs bark loudly", {"n": 2})]
-    assert collection.upsert(items) == 2
-    assert collection.upsert(items) == 0
-    assert collection.upsert([("a", "the cat sat", {"n": 9}), ("b", "dogs bark at night", {})]) == 1
+    assert collection.upsert(items).written == 2
+    assert collection.upsert(items).written == 0
+    changed = collection.upsert([("a", "the cat sat", {"n": 9}), ("b", "dogs bark at night", {})])
+    assert changed.written == 1
     hits = collection.query("the cat", k=1)
     assert hits[0].id == "a" and hits[0].metadata == {"n": 9}
     collection.delete(["a"])

@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import embedify
-from embedify.errors import UnknownModelError
+from embedify.errors import ConfigurationError, UnknownModelError
 from embedify.fake import FakeEmbeddingModel
 from embedify.hookspecs import hookimpl
 from embedify.registry import Registry
@@ -35,16 +36,20 @@ class Plugin:
             register.alias(alias, target)
 
 
-def make_registry(**plugins: object) -> Registry:
+def make_registry(*plugins: tuple[str, object, str | None]) -> Registry:
+    """A registry holding only the given (name, plugin object, distribution) plugins."""
     registry = Registry()
     registry._loaded = True  # no entry points: only what the test registers
-    for name, plugin in plugins.items():
-        registry._register_plugin(name, lambda p=plugin: p)
+    for name, plugin, distribution in plugins:
+        registry._register_plugin(name, lambda p=plugin: p, distribution=distribution)
+    registry.load()
     return registry
 
 
 def test_provider_model_split_at_first_colon() -> None:
-    registry = make_registry(p=Plugin(("tei", {"default_model": "http://127.0.0.1:8080"})))
+    registry = make_registry(
+        ("p", Plugin(("tei", {"default_model": "http://127.0.0.1:8080"})), None)
+    )
     provider, model_id = registry.resolve("tei:http://10.0.0.1:8080/x")
     assert provider.name == "tei" and model_id == "http://10.0.0.1:8080/x"
     assert registry.resolve("tei")[1] == "http://127.0.0.1:8080"
@@ -52,8 +57,8 @@ def test_provider_model_split_at_first_colon() -> None:
 
 def test_bare_model_id_resolves_when_one_provider_claims_it() -> None:
     registry = make_registry(
-        a=Plugin(("alpha", {"models": ["shared", "only-a"]})),
-        b=Plugin(("beta", {"models": ["shared"]})),
+        ("a", Plugin(("alpha", {"models": ["shared", "only-a"]})), None),
+        ("b", Plugin(("beta", {"models": ["shared"]})), None),
     )
     assert registry.resolve("only-a")[0].name == "alpha"
     with pytest.raises(UnknownModelError, match="alpha:shared, beta:shared"):
@@ -69,15 +74,23 @@ def test_unknown_provider_names_the_package_to_install() -> None:
 
 
 def test_unknown_bare_name_suggests_close_matches() -> None:
-    registry = make_registry(a=Plugin(("alpha", {"models": ["text-embedding-3-small"]})))
+    registry = make_registry(("a", Plugin(("alpha", {"models": ["text-embedding-3-small"]})), None))
     with pytest.raises(UnknownModelError, match="text-embedding-3-small"):
         registry.resolve("text-embedding-3-smal")
 
 
 def test_provider_aliases_and_model_aliases() -> None:
     registry = make_registry(
-        p=Plugin(("local", {"aliases": ["hf"], "default_model": "mini"})),
-        pack=Plugin(aliases={"local:mini": "local:/models/mini", "mini": "local:mini"}),
+        (
+            "p",
+            Plugin(("local", {"aliases": ["hf"], "default_model": "mini"})),
+            "embedify-huggingface",
+        ),
+        (
+            "pack",
+            Plugin(aliases={"local:mini": "local:/models/mini", "mini": "local:mini"}),
+            "a-third-party-pack",
+        ),
     )
     assert registry.resolve("hf:x")[1] == "x"
     assert registry.resolve("local")[1] == "/models/mini"  # default model, then the pack's alias
@@ -112,7 +125,7 @@ def test_a_broken_plugin_is_reported_and_does_not_break_others() -> None:
         raise ImportError("No module named 'missing_sdk'")
 
     with pytest.warns(RuntimeWarning, match="'broken' was not loaded"):
-        registry = make_registry(broken=Broken(), good=Plugin(("good", {})))
+        registry = make_registry(("broken", Broken(), None), ("good", Plugin(("good", {})), None))
     with pytest.warns(RuntimeWarning, match="missing_sdk"):
         registry._register_plugin("unimportable", failing_import)
     assert registry.resolve("good")[0].name == "good"
@@ -120,19 +133,107 @@ def test_a_broken_plugin_is_reported_and_does_not_break_others() -> None:
     assert "missing_sdk" in (registry.plugins["unimportable"].error or "")
 
 
-def test_duplicate_provider_names_warn_and_pick_deterministically() -> None:
-    with pytest.warns(RuntimeWarning, match="'a' and plugin 'b'"):
+def test_a_name_stays_with_its_first_registration_and_the_loser_is_reported() -> None:
+    with pytest.warns(RuntimeWarning, match="'same' is registered by a and by b; using a's"):
         registry = make_registry(
-            a=Plugin(("same", {"default_model": "from-a"})),
-            b=Plugin(("same", {"default_model": "from-b"})),
+            ("a", Plugin(("same", {"default_model": "from-a"})), None),
+            ("b", Plugin(("same", {"default_model": "from-b"})), None),
         )
-    assert registry.resolve("same")[1] == "from-b"
+    assert registry.resolve("same")[1] == "from-a"
+    (conflict,) = registry.conflicts
+    assert (conflict.winner, conflict.loser, conflict.reason) == ("a", "b", "registered first")
+
+
+def test_first_party_names_win_over_a_third_party_unless_the_user_chooses(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins = (
+        ("aaa-evil", Plugin(("openai", {"default_model": "evil"})), "evil-dist"),
+        ("openai", Plugin(("openai", {"default_model": "real"})), "embedify-openai"),
+        ("zzz", Plugin(("fake", {"default_model": "evil"})), "evil-dist"),
+    )
+    builtin = ("embedify.fake", Plugin(("fake", {"default_model": "8"})), "embedify")
+    with pytest.warns(RuntimeWarning) as record:
+        registry = make_registry(*plugins, builtin)
+    messages = sorted(str(w.message) for w in record)
+    assert "using embedify.fake (embedify)'s (built in)" in messages[0]
+    assert "using openai (embedify-openai)'s (first-party)" in messages[1]
+    assert registry.resolve("openai")[1] == "real" and registry.resolve("fake")[1] == "8"
+    assert {(c.name, c.loser) for c in registry.conflicts} == {
+        ("openai", "aaa-evil (evil-dist)"),
+        ("fake", "zzz (evil-dist)"),
+    }
+    monkeypatch.setenv("EMBEDIFY_PROVIDERS", "openai=evil-dist")
+    assert make_registry(*plugins).resolve("openai")[1] == "evil"
+    monkeypatch.delenv("EMBEDIFY_PROVIDERS")
+    config = isolated_home / "config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"providers": {"openai": "aaa-evil"}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the user's own choice is not warned about
+        assert make_registry(*plugins[:2]).resolve("openai")[1] == "evil"
+
+
+def test_a_model_alias_cannot_send_another_distributions_name_elsewhere() -> None:
+    with pytest.warns(RuntimeWarning, match="would send 'openai'"):
+        registry = make_registry(
+            ("openai", Plugin(("openai", {"models": ["small"]})), "embedify-openai"),
+            ("evil", Plugin(("evil", {}), aliases={"openai:small": "evil:x"}), "evil-dist"),
+            ("pack", Plugin(aliases={"openai:big": "openai:/weights"}), "a-pack"),
+        )
+    assert registry.resolve("openai:small")[0].name == "openai"
+    assert registry.resolve("openai:big") == (registry.providers["openai"], "/weights")
+
+
+def test_systemexit_from_a_plugin_is_isolated_but_ctrl_c_is_not() -> None:
+    class ExitsInHook:
+        @hookimpl
+        def register_models(self, register: Any) -> None:
+            sys.exit("bye")
+
+    def exits_on_import() -> object:
+        raise SystemExit(3)
+
+    with pytest.warns(RuntimeWarning, match="SystemExit"):
+        registry = make_registry(
+            ("hook", ExitsInHook(), None), ("good", Plugin(("good", {})), None)
+        )
+        registry._register_plugin("import", exits_on_import)
+    assert "SystemExit: bye" in (registry.plugins["hook"].error or "")
+    assert registry.plugins["import"].error == "import failed: SystemExit: 3"
+    assert registry.resolve("good")[0].name == "good"
+
+    def interrupted() -> object:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        registry._register_plugin("ctrl-c", interrupted)
+
+
+@pytest.mark.parametrize("name", ["cohere", "cohere:embed-v4.0", "jina", "azure:my-deployment"])
+def test_missing_first_party_providers_name_their_package(name: str) -> None:
+    registry = make_registry(("embedify.fake", Plugin(("fake", {})), "embedify"))
+    package = {
+        "cohere": "embedify-cohere",
+        "jina": "embedify-jina",
+        "azure": "embedify-azure-openai",
+    }
+    with pytest.raises(UnknownModelError) as error:
+        registry.resolve(name)
+    assert f"pip install {package[name.partition(':')[0]]}" in str(error.value)
+    assert "Did you mean" not in str(error.value)  # never suggests what was typed
+
+
+def test_empty_model_name_is_an_error_not_the_default() -> None:
+    with pytest.raises(ConfigurationError, match="'' is not a model name"):
+        embedify.get_model("")
+    with pytest.raises(ConfigurationError, match="'  ' is not a model name"):
+        embedify.get_model("  ")
 
 
 def test_lazy_factory_imports_only_when_built() -> None:
-    registry = make_registry(
-        p=Plugin(("lazy", {"factory": "embedify.fake:FakeEmbeddingModel", "default_model": "8"}))
-    )
+    lazy = Plugin(("lazy", {"factory": "embedify.fake:FakeEmbeddingModel", "default_model": "8"}))
+    registry = make_registry(("p", lazy, None))
     provider, model_id = registry.resolve("lazy")
     assert isinstance(provider.factory, str)
     assert provider.model_class()(model_id).dimension == 8

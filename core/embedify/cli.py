@@ -1,18 +1,125 @@
-"""The ``embedify`` command line. Plugins add subcommands through ``register_commands``."""
+"""The ``embedify`` command line. Plugins add subcommands through ``register_commands``.
+
+A user's mistake prints one ``Error: ...`` line that says how to fix it: exit status 2 when the
+command line itself is wrong (an unknown model, a bad option, an empty query), 1 when the work
+failed (no API key, a server that does not answer). ``--debug`` or ``EMBEDIFY_DEBUG=1`` shows
+the traceback instead. Imports stay inside the commands so that ``embedify --help`` is fast.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import sys
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
-from embedify.model import ROLES, Role
+if TYPE_CHECKING:
+    from embedify.model import EmbeddingModel
+
+# embedify.model.ROLES, spelled out so that --help does not import numpy and pydantic.
+ROLES = ("document", "query", "classification", "clustering")
+PREVIEW_CHARS = 600
+
+
+class UsageFailure(click.ClickException):
+    """A wrong value on the command line: one ``Error:`` line, exit status 2, no usage text."""
+
+    exit_code = 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _explain(error: Exception) -> str | None:
+    """The one line a user needs for an error they can fix, or None for a bug."""
+    from embedify.errors import EmbeddingJobError, EmbedifyError
+
+    if isinstance(error, EmbeddingJobError):
+        reasons = list(dict.fromkeys(str(e) for e in error.failures.values()))
+        more = f" (and {len(reasons) - 1} other errors; --debug shows all)" if reasons[1:] else ""
+        return _one_line(
+            f"{len(error.failures)} of {len(error.partial)} inputs failed: {reasons[0]}{more}"
+        )
+    if isinstance(error, EmbedifyError):
+        return _one_line(str(error))
+    if isinstance(error, OSError):
+        return _one_line(str(error))
+    return None
+
+
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _debugging(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().params.get("debug")) or os.environ.get(
+        "EMBEDIFY_DEBUG", ""
+    ) not in ("", "0")
+
+
+class _Group(click.Group):
+    """Turns user errors into one line, and adds the plugins' subcommands
+    (``register_commands``) the first time they are needed."""
+
+    _plugins_added = False
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("EMBEDIFY_DEBUG", "") in ("", "0"):
+            warnings.showwarning = _show_warning
+        return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, like cat does
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps exit from failing to flush
+            raise click.exceptions.Exit(1) from None
+        except Exception as error:
+            message = None if _debugging(ctx) else _explain(error)
+            if message is None:
+                raise
+            raise click.ClickException(message) from error
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        from embedify.errors import EmbedifyError
+        from embedify.registry import registry
+
+        try:
+            registry.load()
+        except EmbedifyError as error:  # e.g. a broken config file: help still works
+            click.echo(f"warning: {_one_line(str(error))}", err=True)
+        for implementation in registry.plugin_manager.hook.register_commands.get_hookimpls():
+            try:
+                implementation.function(cli=self)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # SystemExit too: one plugin must not stop the CLI
+                click.echo(
+                    f"warning: plugin {implementation.plugin_name!r} failed to add commands: "
+                    f"{type(error).__name__}: {error}",
+                    err=True,
+                )
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, name)
 
 
 def _model_option(function: Any) -> Any:
@@ -22,7 +129,7 @@ def _model_option(function: Any) -> Any:
         "model_name",
         default=None,
         help="Model name, e.g. local or openai:text-embedding-3-small "
-        "(default: EMBEDIFY_MODEL, else local).",
+        "(default: EMBEDIFY_MODEL, then the user config, then local).",
     )(function)
 
 
@@ -42,8 +149,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
-        if not equals:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        if not equals or not key:
+            raise UsageFailure(f"-o {pair!r} is not KEY=VALUE, e.g. -o dimensions=256")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -51,51 +158,56 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
-def _load_model(name: str | None, pairs: tuple[str, ...], **extra: Any) -> Any:
+def _load_model(name: str | None, pairs: tuple[str, ...], **extra: Any) -> EmbeddingModel:
+    """The model the command line names; a wrong name or option is a usage error."""
     from embedify.errors import EmbedifyError
     from embedify.registry import get_model
 
+    options = _parse_options(pairs)
     try:
-        return get_model(name, **{**_parse_options(pairs), **extra})
-    except EmbedifyError as error:
-        raise click.ClickException(str(error)) from None
+        return get_model(name, **{**options, **extra})
+    except (EmbedifyError, ValueError) as error:
+        if _debugging(click.get_current_context()):
+            raise
+        raise UsageFailure(_one_line(str(error))) from error
 
 
-class _PluginGroup(click.Group):
-    """Adds the plugins' subcommands (``register_commands``) the first time they are needed."""
-
-    _plugins_added = False
-
-    def _add_plugin_commands(self) -> None:
-        if self._plugins_added:
-            return
-        self._plugins_added = True
-        from embedify.registry import registry
-
-        registry.load()
-        for implementation in registry.plugin_manager.hook.register_commands.get_hookimpls():
-            try:
-                implementation.function(cli=self)
-            except Exception as error:
-                click.echo(
-                    f"warning: plugin {implementation.plugin_name!r} failed to add commands: "
-                    f"{error}",
-                    err=True,
-                )
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands()
-        return super().list_commands(ctx)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in self.commands:
-            self._add_plugin_commands()
-        return super().get_command(ctx, name)
+def _require_text(text: str, what: str) -> None:
+    if not text.strip():
+        raise UsageFailure(f"{what} is empty: give some text")
 
 
-@click.group(cls=_PluginGroup)
+def _read_lines(name: str) -> list[str]:
+    data = Path(name).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageFailure(
+            f"{name} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "
+            f"convert it first, e.g. iconv -f latin1 -t utf-8 {name}"
+        ) from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """``text`` cut to ``limit`` characters at the last line or sentence end that leaves at
+    least half of it, else at a word boundary, with an ellipsis when anything was cut."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    ends = [head.rfind("\n")] + [head.rfind(mark) + 1 for mark in (". ", "! ", "? ")]
+    cut = max(ends)
+    if cut < limit // 2:
+        cut = head.rfind(" ")
+    if cut < limit // 2:
+        cut = limit
+    return head[:cut].rstrip() + " …"
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="embedify")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (also: EMBEDIFY_DEBUG=1).")
+def cli(debug: bool) -> None:
     """Text embeddings from any provider, with one engine for limits, retries and caching."""
 
 
@@ -107,7 +219,7 @@ def cli() -> None:
     "files",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Embed each line of this file (repeatable).",
+    help="Embed each non-blank line of this UTF-8 file (repeatable).",
 )
 @click.option("--role", type=click.Choice(ROLES), default="document", show_default=True)
 @click.option(
@@ -125,7 +237,7 @@ def cli() -> None:
 def embed(
     texts: tuple[str, ...],
     files: tuple[str, ...],
-    role: Role,
+    role: str,
     output_format: str,
     output: str | None,
     cache: bool,
@@ -134,25 +246,23 @@ def embed(
     model_options: tuple[str, ...],
 ) -> None:
     """Embed TEXTS, the lines of files, or the lines of stdin."""
+    for number, text in enumerate(texts, start=1):
+        _require_text(text, f"text {number}")
     items = list(texts)
     for name in files:
-        items += [
-            line for line in Path(name).read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        items += _read_lines(name)
     if not texts and not files:
         items = [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not items:
-        raise click.UsageError("nothing to embed: give texts, --file, or lines on stdin")
+        raise UsageFailure("nothing to embed: give texts, --file, or lines on stdin")
     model = _load_model(model_name, model_options, cache=cache or None, show_progress=True)
-    result = model.embed_with_report(items, role)
+    result = model.embed_with_report(items, role)  # type: ignore[arg-type]
     if report:
         click.echo(result.report.summary(), err=True)
     if output_format == "npy":
-        target = Path(output) if output else None
-        if target is None:
-            np.save(sys.stdout.buffer, result.vectors)
-        else:
-            np.save(target, result.vectors)
+        import numpy as np
+
+        np.save(Path(output) if output else sys.stdout.buffer, result.vectors)
         return
     if output_format == "json":
         text = json.dumps(
@@ -174,27 +284,41 @@ def embed(
     type=click.Choice(["cosine", "dot", "euclidean"]),
     default="cosine",
     show_default=True,
+    help="cosine and dot print a similarity (higher is closer); euclidean prints a distance "
+    "(lower is closer).",
 )
 @_model_option
 @_options_option
 def similarity(
     a: str, b: str, metric: str, model_name: str | None, model_options: tuple[str, ...]
 ) -> None:
-    """Print the similarity of two texts."""
+    """Print how similar two texts are (with --metric euclidean: how far apart)."""
     from embedify.similarity import similarity as score
 
+    _require_text(a, "text A")
+    _require_text(b, "text B")
     model = _load_model(model_name, model_options)
     vectors = model.embed([a, b])
+    if metric == "euclidean":
+        click.echo("euclidean distance (lower is closer):", err=True)
     click.echo(f"{float(score(vectors[0], vectors[1], metric)):.6f}")  # type: ignore[arg-type]
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON.")
 def models(as_json: bool) -> None:
-    """List installed providers, their known models and aliases."""
+    """List installed providers, their known models, aliases and the default model."""
+    from embedify.config import BUILTIN_DEFAULT_MODEL, config_dir, load_user_config
     from embedify.registry import registry
 
     registry.load()
+    user = load_user_config()
+    if os.environ.get("EMBEDIFY_MODEL"):
+        default = {"model": os.environ["EMBEDIFY_MODEL"], "from": "EMBEDIFY_MODEL"}
+    elif user.default_model:
+        default = {"model": user.default_model, "from": str(config_dir() / "config.json")}
+    else:
+        default = {"model": BUILTIN_DEFAULT_MODEL, "from": "built in"}
     rows = []
     for name, provider in sorted(registry.providers.items()):
         aliases = [a for a, target in registry.provider_aliases.items() if target == name]
@@ -210,11 +334,17 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                {"providers": rows, "aliases": {a: t for a, (t, _) in registry.aliases.items()}},
+                {
+                    "default": default,
+                    "providers": rows,
+                    "aliases": {a: t for a, (t, _) in registry.aliases.items()},
+                    "user_aliases": user.aliases,
+                },
                 indent=2,
             )
         )
         return
+    click.echo(f"default model: {default['model']} (from {default['from']})")
     for row in rows:
         extra = f" (aliases: {', '.join(row['aliases'])})" if row["aliases"] else ""
         click.echo(
@@ -222,26 +352,43 @@ def models(as_json: bool) -> None:
         )
         for model_id in row["models"] or ():
             click.echo(f"    {row['provider']}:{model_id}")
-    for alias, (target, _) in sorted(registry.aliases.items()):
-        click.echo(f"alias {alias} -> {target}")
+    for alias, (target, plugin) in sorted(registry.aliases.items()):
+        click.echo(f"alias {alias} -> {target}  [plugin {plugin}]")
+    for alias, target in sorted(user.aliases.items()):
+        click.echo(f"alias {alias} -> {target}  [user config]")
 
 
 @cli.command()
 def plugins() -> None:
-    """Show loaded plugins, their versions, providers, and any load error."""
+    """Show each plugin: its distribution, version, the names it provides, names it lost to
+    another plugin, and any load error."""
     from embedify.registry import registry
 
     registry.load()
     for status in sorted(registry.plugins.values(), key=lambda s: s.name):
         state = f"ERROR: {status.error}" if status.error else "ok"
-        version = f" {status.version}" if status.version else ""
-        providers = ", ".join(status.providers) or "-"
-        click.echo(f"{status.name}{version}: {state}; providers: {providers}")
+        source = " ".join(filter(None, [status.distribution, status.version]))
+        provided = [
+            n for n, p in sorted(registry.provider_names.items()) if p.plugin == status.name
+        ]
+        provided += [
+            a for a, (_, plugin) in sorted(registry.aliases.items()) if plugin == status.name
+        ]
+        click.echo(f"{status.name}{f' ({source})' if source else ''}: {state}")
+        if provided:
+            click.echo(f"    provides: {', '.join(provided)}")
+        for conflict in registry.conflicts:
+            if conflict.loser_plugin == status.name:
+                click.echo(
+                    f"    lost {conflict.kind} {conflict.name!r} to {conflict.winner} "
+                    f"({conflict.reason}); choose with EMBEDIFY_PROVIDERS="
+                    f"'{conflict.name}={status.distribution or status.name}'"
+                )
 
 
 @cli.group()
 def cache() -> None:
-    """Inspect or clear the persistent embedding cache."""
+    """Inspect or clear what embedify keeps in its cache folder."""
 
 
 @cache.command("info")
@@ -249,12 +396,38 @@ def cache() -> None:
     "--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache)."
 )
 def cache_info(path: str | None) -> None:
-    """Print the cache's location, entries and size."""
+    """Print the embedding cache, the ONNX graph cache and the search collections."""
     from embedify.cache import EmbeddingCache
+    from embedify.collection import read_collection_info
+    from embedify.config import cache_dir
 
     store = EmbeddingCache.open(Path(path) if path else True)
     stats = store.stats()
-    click.echo(f"{store.path}: {stats['entries']} entries, {stats['bytes'] / 1e6:.1f} MB")
+    click.echo(
+        f"embeddings: {store.path}: {stats['entries']} entries, {_megabytes(stats['bytes'])}"
+    )
+    if path:
+        return
+    onnx = cache_dir() / "onnx"
+    graphs = sorted(p for p in onnx.iterdir() if p.is_dir()) if onnx.is_dir() else []
+    size = sum(f.stat().st_size for g in graphs for f in g.rglob("*") if f.is_file())
+    click.echo(f"onnx graphs: {onnx}: {len(graphs)} models, {_megabytes(size)}")
+    folder = cache_dir() / "collections"
+    files = sorted(folder.glob("*.sqlite3")) if folder.is_dir() else []
+    click.echo(f"collections: {folder}: {len(files)}")
+    for file in files:
+        try:
+            info = read_collection_info(file)
+        except Exception as error:  # one damaged file must not hide the others
+            click.echo(f"    {file.name}: {_explain(error) or error}")
+            continue
+        click.echo(
+            f"    {file.name}: {info.items} items, {info.fingerprint}, {_megabytes(info.bytes)}"
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 @cache.command("clear")
@@ -262,11 +435,18 @@ def cache_info(path: str | None) -> None:
     "--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache)."
 )
 def cache_clear(path: str | None) -> None:
-    """Delete every cached embedding."""
+    """Delete every cached embedding (the ONNX graphs and collections stay)."""
     from embedify.cache import EmbeddingCache
 
     store = EmbeddingCache.open(Path(path) if path else True)
     click.echo(f"removed {store.clear()} entries from {store.path}")
+
+
+def _skipped_summary(skipped: Counter[str]) -> str:
+    if not skipped:
+        return ""
+    reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+    return f"skipped {sum(skipped.values())} files ({reasons})"
 
 
 @cli.command()
@@ -279,7 +459,10 @@ def cache_clear(path: str | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Collection file (default: one per folder and model in the user cache).",
 )
-@click.option("--max-words", default=120, show_default=True, help="Passage size.")
+@click.option(
+    "--max-words", default=120, show_default=True, type=click.IntRange(min=1), help="Passage size."
+)
+@click.option("--follow-links", is_flag=True, help="Follow symbolic links that lead out of PATH.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @_model_option
 @_options_option
@@ -289,6 +472,7 @@ def search(
     k: int,
     index_path: Path | None,
     max_words: int,
+    follow_links: bool,
     as_json: bool,
     model_name: str | None,
     model_options: tuple[str, ...],
@@ -296,45 +480,52 @@ def search(
     """Semantic search over the text files under PATH.
 
     Files are cut into passages and embedded into a collection; the next run re-embeds only
-    passages that changed.
+    passages that changed. Hidden files and folders are ignored.
     """
-    from embedify.chunking import chunk_text, read_text, text_files
-    from embedify.collection import Collection, Item, content_hash
+    import hashlib
+
+    from embedify.chunking import chunk_text, read_text_files
+    from embedify.collection import Collection, Item, ModelMismatchError, content_hash
     from embedify.config import cache_dir
 
+    _require_text(query, "QUERY")
     started = time.perf_counter()
-    model = _load_model(model_name, model_options, cache=True, show_progress=True)
     root = path.resolve()
+    skipped: Counter[str] = Counter()
+    items: dict[str, Item] = {}
+    files = 0
+    for file, text in read_text_files(root, follow_links=follow_links, skipped=skipped):
+        files += 1
+        relative = str(file.relative_to(root)) if file != root else file.name
+        for passage in chunk_text(text, max_words):
+            item_id = f"{relative}#{content_hash(passage.text)[:16]}"
+            items[item_id] = Item(
+                item_id,
+                passage.text,
+                {"file": relative, "start_line": passage.start_line, "end_line": passage.end_line},
+            )
+    if not items:
+        why = _skipped_summary(skipped) or "hidden files and folders are ignored"
+        found = f"{files} text files hold no text" if files else "no text files"
+        raise click.ClickException(f"nothing to search in {path}: {found}; {why}")
+    model = _load_model(model_name, model_options, cache=True, show_progress=True)
     if index_path is None:
         key = hashlib.sha256(f"{root}\0{model.info.fingerprint()}".encode()).hexdigest()[:20]
         index_path = cache_dir() / "collections" / f"{key}.sqlite3"
-    collection = Collection(index_path, model)
-    items: list[Item] = []
-    for file in text_files(root):
-        text = read_text(file)
-        if text is None:
-            continue
-        relative = str(file.relative_to(root)) if file != root else file.name
-        for passage in chunk_text(text, max_words):
-            items.append(
-                Item(
-                    f"{relative}#{content_hash(passage.text)[:16]}",
-                    passage.text,
-                    {
-                        "file": relative,
-                        "start_line": passage.start_line,
-                        "end_line": passage.end_line,
-                    },
-                )
-            )
-    unique = list({item.id: item for item in items}.values())
-    embedded = collection.upsert(unique)
-    collection.delete(collection.ids() - {item.id for item in unique})
+    try:
+        collection = Collection(index_path, model)
+    except ModelMismatchError as error:
+        raise UsageFailure(f"--index {_one_line(str(error))}") from error
+    stale = collection.ids() - items.keys()
+    collection.delete(stale)
+    result = collection.upsert(items.values())
     hits = collection.query(query, k)
-    click.echo(
-        f"{len(unique)} passages ({embedded} embedded now) in {time.perf_counter() - started:.2f}s",
-        err=True,
+    summary = (
+        f"{files} files, {len(items)} passages ({result.written} new or changed: "
+        f"{result.embedded} embedded now, {result.cached} from the cache; {len(stale)} removed) "
+        f"in {time.perf_counter() - started:.2f}s"
     )
+    click.echo("; ".join(filter(None, [summary, _skipped_summary(skipped)])), err=True)
     if as_json:
         click.echo(
             json.dumps(
@@ -351,7 +542,7 @@ def search(
                 bold=True,
             )
         )
-        click.echo("    " + hit.text.replace("\n", "\n    ")[:600])
+        click.echo("    " + _preview(hit.text).replace("\n", "\n    "))
 
 
 __all__ = ["cli"]

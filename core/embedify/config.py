@@ -4,29 +4,52 @@ The user config is a small JSON file, ``$EMBEDIFY_CONFIG_DIR/config.json`` (defa
 ``~/.config/embedify/config.json``)::
 
     {"default_model": "openai:text-embedding-3-small",
-     "aliases": {"small": "openai:text-embedding-3-small"}}
+     "aliases": {"small": "openai:text-embedding-3-small"},
+     "providers": {"openai": "my-openai-proxy"}}
 
-``EMBEDIFY_MODEL`` overrides ``default_model``.
+``EMBEDIFY_MODEL`` overrides ``default_model``. ``providers`` says which plugin or distribution
+owns a name that several installed plugins register (``EMBEDIFY_PROVIDERS`` overrides it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Any
 
 from embedify.errors import ConfigurationError
 
 BUILTIN_DEFAULT_MODEL = "local"
 
 
-class UserConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@dataclass(frozen=True)
+class UserConfig:
     default_model: str | None = None
-    aliases: dict[str, str] = {}
+    aliases: dict[str, str] = field(default_factory=dict)
+    providers: dict[str, str] = field(default_factory=dict)  # contested name -> its owner
+
+    @classmethod
+    def from_json(cls, data: Any) -> UserConfig:
+        """Validated by hand: this runs on every command, and pydantic costs 100 ms to import."""
+        if not isinstance(data, dict):
+            raise ValueError("the file must hold a JSON object")
+        unknown = set(data) - {"default_model", "aliases", "providers"}
+        if unknown:
+            raise ValueError(
+                f"unknown keys {sorted(unknown)}; known: default_model, aliases, providers"
+            )
+        default = data.get("default_model")
+        if default is not None and not isinstance(default, str):
+            raise ValueError("default_model must be a string")
+        tables = {key: data.get(key, {}) for key in ("aliases", "providers")}
+        for key, table in tables.items():
+            if not isinstance(table, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+            ):
+                raise ValueError(f"{key} must map names to strings")
+        return cls(default, dict(tables["aliases"]), dict(tables["providers"]))
 
 
 def config_dir() -> Path:
@@ -48,8 +71,8 @@ def load_user_config() -> UserConfig:
     if not path.exists():
         return UserConfig()
     try:
-        return UserConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, ValidationError) as error:
+        return UserConfig.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError as error:  # JSONDecodeError included
         raise ConfigurationError(f"{path} is not a valid embedify config: {error}") from None
 
 

@@ -13,7 +13,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from embedify.hookspecs import hookimpl
 from embedify.model import EmbeddingModel, Limits, ModelOptions, Role, Vectors
 
 _WORD = re.compile(r"\w+")
@@ -56,8 +55,3 @@ class FakeEmbeddingModel(EmbeddingModel):
                 vectors[row] += np.random.default_rng(seed).standard_normal(self.dimension)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
-
-
-@hookimpl
-def register_models(register: object) -> None:
-    register("fake", FakeEmbeddingModel, default_model="64")  # type: ignore[operator]

@@ -5,7 +5,8 @@
     myprovider = "embedify_myprovider"
 
 Keep that module light: import your SDK inside the model class, not at module level, so that
-``import embedify`` and resolving other providers' names stay fast.
+``import embedify``, ``embedify --help`` and resolving other providers' names stay fast. A hook
+that raises (``SystemExit`` included) is reported by ``embedify plugins`` and skipped.
 """
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ def register_models(register: Register) -> None:
     model ids a bare name may resolve to; ``aliases`` are other names of the provider.
     ``register.alias`` maps a model name to another one (``"provider:model"``); a plugin that
     ships weights uses it to point a model id at its folder.
+
+    A name another distribution also registers is not silently taken over: the user's choice
+    (config ``"providers"`` or ``EMBEDIFY_PROVIDERS``), the built-in and first-party
+    registrations win, and otherwise the first; ``embedify plugins`` shows who lost.
     """
 
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add subcommands to the ``embedify`` command line (a :class:`click.Group`)."""
+    """Add subcommands to the ``embedify`` command line (a :class:`click.Group`).
+
+    Import the command module inside this hook and heavy libraries inside the command, since
+    the hook runs for ``embedify --help``.
+    """

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from embedify_openai.testing import API_KEY, FakeOpenAI, vector_for
+from embedify_openai.testing import API_KEY, FakeOpenAI, count_tokens, vector_for
 
 import embedify
 from embedify.testing import ConformanceSuite, LoopbackServer
@@ -117,10 +117,14 @@ def test_over_long_input_is_truncated_never_a_400_for_the_user(
 
 
 def test_requests_stay_under_300k_tokens(server: LoopbackServer, fake: FakeOpenAI) -> None:
-    texts = [f"text {i} " + "lorem " * 4000 for i in range(100)]
-    model(server, max_concurrency=2).embed(texts)
+    """600k tokens that fit one request by count: only the client's token cap splits them, and
+    it must do so before the server has to refuse anything."""
+    texts = [f"text {i} " + "lorem " * 4000 for i in range(150)]
+    vectors = model(server, max_concurrency=1).embed(texts)
+    assert np.allclose(vectors, expected(texts), atol=1e-6)
+    sent = [sum(count_tokens(t) for t in entry["body"]["input"]) for entry in fake.log]
+    assert len(sent) >= 3 and max(sent) <= 300_000
     assert {entry["status"] for entry in fake.log} == {200}
-    assert all(len(entry["body"]["input"]) <= 2048 for entry in fake.log)
 
 
 def test_exhausted_quota_fails_fast_without_retries(fake: FakeOpenAI) -> None:

@@ -1,0 +1,1 @@
+from embedify.testing.fixtures import offline_session_cache  # noqa: F401

@@ -1,0 +1,163 @@
+"""Ray Data: one model per actor, loaded once; a key's rate limits shared by the actors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from embedify.errors import ConfigurationError
+from embedify.model import RemoteOptions
+from embedify_ray.arrow import add_embeddings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+    from embedify import EmbeddingModel
+    from embedify.model import Role
+
+#: Rate budgets that belong to the API key, so the actors split them.
+SHARED_BUDGETS = ("requests_per_minute", "tokens_per_minute")
+#: Remote models wait on the network; the engine in each actor already keeps many requests in
+#: flight, so a few light actors are enough.
+REMOTE_ACTORS = 4
+REMOTE_CPUS_PER_ACTOR = 0.5
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many embedding actors to start, what each reserves, and the options each gets."""
+
+    actors: int
+    num_cpus: float
+    num_gpus: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_actors(
+    *,
+    remote: bool,
+    uses_gpu: bool,
+    cluster: Mapping[str, float],
+    options: Mapping[str, Any],
+    actors: int | None = None,
+) -> ActorPlan:
+    """Size the actor pool from the cluster's resources.
+
+    Local models get one actor per GPU when they run on CUDA, else one per CPU. Remote models
+    get a few light actors, and the key's ``requests_per_minute``/``tokens_per_minute`` are
+    divided among them, so N actors together stay under the key's limit instead of each
+    spending all of it.
+    """
+    if actors is not None and actors < 1:
+        raise ConfigurationError(f"actors={actors}: start at least one actor.")
+    cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
+    if uses_gpu:
+        if gpus < 1:
+            raise ConfigurationError(
+                "the model runs on CUDA but the Ray cluster has no GPU; add a GPU node or pass "
+                "device='cpu'."
+            )
+        count, num_cpus, num_gpus = actors or int(gpus), 1.0, 1.0
+    elif remote:
+        count = actors or max(1, min(REMOTE_ACTORS, int(cpus)))
+        num_cpus, num_gpus = REMOTE_CPUS_PER_ACTOR, 0.0
+    else:
+        count = actors or max(1, int(cpus))
+        num_cpus, num_gpus = cpus / count, 0.0
+    shared = dict(options)
+    for budget in SHARED_BUDGETS:
+        if shared.get(budget) is not None:
+            shared[budget] = float(shared[budget]) / count
+    return ActorPlan(count, num_cpus, num_gpus, shared)
+
+
+def runs_remotely(model: EmbeddingModel) -> bool:
+    return isinstance(model.options, RemoteOptions)
+
+
+def wants_gpu(model: EmbeddingModel, cluster: Mapping[str, float]) -> bool:
+    device = str(getattr(model.options, "device", "cpu"))
+    if device.startswith("cuda"):
+        return True
+    return device == "auto" and cluster.get("GPU", 0.0) >= 1 and not runs_remotely(model)
+
+
+def plan_for(
+    model: str | None, options: Mapping[str, Any], cluster: Mapping[str, float], actors: int | None
+) -> tuple[ActorPlan, str]:
+    """Build the model once in the driver (errors surface here, not in an actor; a local
+    model's ONNX graph is built once) and plan its actors. Returns the plan and the model's
+    fingerprint."""
+    from embedify import get_model
+
+    probe = get_model(model, **options)
+    plan = plan_actors(
+        remote=runs_remotely(probe),
+        uses_gpu=wants_gpu(probe, cluster),
+        cluster=cluster,
+        options=options,
+        actors=actors,
+    )
+    return plan, probe.info.fingerprint()
+
+
+class BatchEmbedder:
+    """Ray Data's class-based UDF: builds the model once per actor, embeds Arrow batches."""
+
+    def __init__(
+        self,
+        model: str | None,
+        column: str,
+        output_column: str,
+        role: Role,
+        options: dict[str, Any],
+    ) -> None:
+        from embedify import get_model
+
+        self.model = get_model(model, **options)
+        self.column, self.output_column, self.role = column, output_column, role
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return add_embeddings(batch, self.model, self.column, self.output_column, self.role)
+
+
+def embed_dataset(
+    ds: ray.data.Dataset,
+    model: str = "local",
+    column: str = "text",
+    output_column: str = "embedding",
+    *,
+    role: Role = "document",
+    actors: int | None = None,
+    batch_size: int = 1024,
+    **options: Any,
+) -> ray.data.Dataset:
+    """``ds`` with ``output_column`` holding each row's embedding (``fixed_size_list<float32>``).
+
+    Runs ``map_batches`` over an actor pool sized from the cluster (see :func:`plan_actors`);
+    each actor loads the model once and sends its batches through embedify's engine. Options
+    are the model's options (``dimensions``, ``requests_per_minute``, ...).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    plan, _ = plan_for(model, options, ray.cluster_resources(), actors)
+    return ds.map_batches(
+        BatchEmbedder,
+        fn_constructor_kwargs={
+            "model": model,
+            "column": column,
+            "output_column": output_column,
+            "role": role,
+            "options": plan.options,
+        },
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=plan.actors),
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus or None,
+        udf_modifying_row_count=False,
+    )

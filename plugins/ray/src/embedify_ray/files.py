@@ -1,0 +1,332 @@
+"""Embed a Parquet or JSONL file into a folder of Parquet parts: streaming and resumable.
+
+The input is read ``part_rows`` rows at a time, so a file of any size is never held in memory
+at once. Part ``k`` holds input rows ``[k * part_rows, (k + 1) * part_rows)`` with every input
+column plus the embedding, and is written to a temporary name then renamed, so a part on disk is
+always complete: a rerun skips the parts that exist and embeds only the rest. A manifest records
+the model's fingerprint and the layout, and a rerun with another model or input is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedify.errors import ConfigurationError, EmbedifyError
+from embedify_ray.arrow import add_embeddings
+
+if TYPE_CHECKING:
+    from embedify import EmbeddingModel
+    from embedify.model import Role
+
+MANIFEST = "_embedify.json"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+@dataclass
+class FileReport:
+    """What one ``embed_file`` run did."""
+
+    rows: int
+    embedded_rows: int
+    skipped_rows: int
+    parts: int
+    seconds: float
+    peak_memory_mb: float
+
+    def summary(self) -> str:
+        rate = f" ({self.embedded_rows / self.seconds:.0f} rows/s)" if self.embedded_rows else ""
+        return (
+            f"{self.rows} rows in {self.parts} parts: {self.embedded_rows} embedded, "
+            f"{self.skipped_rows} already written; {self.seconds:.1f} s{rate}, "
+            f"peak memory {self.peak_memory_mb:.0f} MB"
+        )
+
+
+def part_path(output: Path, index: int) -> Path:
+    return output / f"part-{index:06d}.parquet"
+
+
+def count_rows(path: Path) -> int:
+    """Rows in the input, for progress: Parquet metadata, or non-blank JSONL lines."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with path.open("rb") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
+def read_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
+    """The input as tables of exactly ``part_rows`` rows (the last may be shorter)."""
+    if part_rows < 1:
+        raise ConfigurationError(f"part_rows={part_rows}: a part holds at least one row.")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        yield from _parquet_parts(path, part_rows)
+    elif suffix in JSONL_SUFFIXES:
+        yield from _jsonl_parts(path, part_rows)
+    else:
+        raise ConfigurationError(
+            f"{path}: unknown input format {suffix!r}; give a .parquet or a .jsonl file."
+        )
+
+
+def _parquet_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
+    # pyarrow fills each batch across row-group boundaries, so part k always holds the same
+    # rows (what makes a rerun resumable); the tests pin that down.
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=part_rows):
+        yield pa.Table.from_batches([batch])
+
+
+def _jsonl_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ConfigurationError(f"{path}:{number}: not JSON ({error.msg}).") from None
+            if not isinstance(row, dict):
+                raise ConfigurationError(
+                    f"{path}:{number}: a JSONL line must be an object like "
+                    '{"text": "..."}, not ' + type(row).__name__ + "."
+                )
+            rows.append(row)
+            if len(rows) == part_rows:
+                yield pa.Table.from_pylist(rows)
+                rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows)
+
+
+def _manifest(
+    path: Path, fingerprint: str, column: str, output_column: str, role: str, part_rows: int
+) -> dict[str, Any]:
+    stat = path.stat()
+    return {
+        "model": fingerprint,
+        "column": column,
+        "output_column": output_column,
+        "role": role,
+        "part_rows": part_rows,
+        "input": {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+    }
+
+
+def _open_output(output: Path, manifest: dict[str, Any]) -> set[int]:
+    """Create ``output`` or check that it continues the same job; return the parts done."""
+    recorded_path = output / MANIFEST
+    if output.exists() and any(output.iterdir()):
+        if not recorded_path.exists():
+            raise ConfigurationError(
+                f"{output} exists and was not written by embed-dataset; give a new output folder."
+            )
+        recorded = json.loads(recorded_path.read_text())
+        if recorded != manifest:
+            changed = sorted(key for key in manifest if recorded.get(key) != manifest[key])
+            raise ConfigurationError(
+                f"{output} holds a run with another {', '.join(changed)}; delete it to start "
+                "over, or give a new output folder."
+            )
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        recorded_path.write_text(json.dumps(manifest, indent=2))
+    return {
+        int(part.stem.removeprefix("part-"))
+        for part in output.glob("part-*.parquet")
+        if part.stem.removeprefix("part-").isdigit()
+    }
+
+
+def _write_part(output: Path, index: int, table: pa.Table) -> None:
+    final = part_path(output, index)
+    temporary = final.with_name(f".{final.name}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, final)
+
+
+def _peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def embed_file(
+    input_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    model: str | EmbeddingModel | None = None,
+    *,
+    column: str = "text",
+    output_column: str = "embedding",
+    role: Role = "document",
+    part_rows: int = 10_000,
+    ray_address: str | None = None,
+    actors: int | None = None,
+    show_progress: bool = False,
+    **options: Any,
+) -> FileReport:
+    """Embed ``column`` of a Parquet/JSONL file into Parquet parts under ``output``.
+
+    In-process by default; with ``ray_address`` (``"local"`` starts a local Ray cluster, else
+    the address of a running one) the parts are embedded by an actor pool, one model per actor,
+    and ``model`` must be a name (each actor builds its own).
+    """
+    from embedify import EmbeddingModel, get_model
+
+    source, target = Path(input_path), Path(output)
+    if not source.is_file():
+        raise ConfigurationError(f"{source}: no such input file.")
+    started = time.perf_counter()
+    total = count_rows(source)
+    if ray_address is None:
+        embedder = model if isinstance(model, EmbeddingModel) else get_model(model, **options)
+        fingerprint = embedder.info.fingerprint()
+    elif isinstance(model, EmbeddingModel):
+        raise ConfigurationError(
+            "on Ray, give the model by name (each actor builds its own), e.g. model='local'."
+        )
+    else:
+        import ray
+
+        from embedify_ray.dataset import plan_for
+
+        if not ray.is_initialized():
+            ray.init(address=None if ray_address == "local" else ray_address)
+        plan, fingerprint = plan_for(model, options, ray.cluster_resources(), actors)
+    done = _open_output(
+        target, _manifest(source, fingerprint, column, output_column, role, part_rows)
+    )
+    parts = enumerate(read_parts(source, part_rows))
+    progress = _progress(total, show_progress)
+    skipped = embedded = 0
+    try:
+        if ray_address is None:
+            for index, table in parts:
+                if index in done:
+                    skipped += table.num_rows
+                else:
+                    first_row = index * part_rows
+                    _write_part(
+                        target,
+                        index,
+                        add_embeddings(
+                            table, embedder, column, output_column, role, first_row=first_row
+                        ),
+                    )
+                    embedded += table.num_rows
+                progress.update(table.num_rows)
+        else:
+            skipped, embedded = _embed_on_ray(
+                parts,
+                done,
+                target,
+                plan,
+                model,
+                column,
+                output_column,
+                role,
+                part_rows,
+                progress,
+            )
+    finally:
+        progress.close()
+    return FileReport(
+        rows=total,
+        embedded_rows=embedded,
+        skipped_rows=skipped,
+        parts=-(-total // part_rows),
+        seconds=time.perf_counter() - started,
+        peak_memory_mb=_peak_memory_mb(),
+    )
+
+
+def _progress(total: int, show: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="row", desc="embedding", disable=not show)
+
+
+def _embed_on_ray(
+    parts: Iterator[tuple[int, pa.Table]],
+    done: set[int],
+    output: Path,
+    plan: Any,
+    model: str | None,
+    column: str,
+    output_column: str,
+    role: Role,
+    part_rows: int,
+    progress: Any,
+) -> tuple[int, int]:
+    """Feed parts to an actor pool, at most two per actor in flight, and write each part as
+    it comes back: the driver holds a bounded number of parts whatever the file's size."""
+    import ray
+
+    actor_class = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)(_PartEmbedder)
+    pool = [
+        actor_class.remote(model, column, output_column, role, plan.options)
+        for _ in range(plan.actors)
+    ]
+    load = dict.fromkeys(range(len(pool)), 0)
+    in_flight: dict[Any, tuple[int, int, int]] = {}  # ref -> (part, actor, rows)
+    skipped = embedded = 0
+
+    def finish_one() -> None:
+        nonlocal embedded
+        (ready,), _ = ray.wait(list(in_flight), num_returns=1)
+        index, actor, rows = in_flight.pop(ready)
+        load[actor] -= 1
+        try:
+            table = ray.get(ready)
+        except ray.exceptions.RayTaskError as error:
+            cause = getattr(error, "cause", None)
+            raise (cause if isinstance(cause, EmbedifyError) else error) from None
+        _write_part(output, index, table)
+        embedded += rows
+        progress.update(rows)
+
+    for index, table in parts:
+        if index in done:
+            skipped += table.num_rows
+            progress.update(table.num_rows)
+            continue
+        while len(in_flight) >= 2 * len(pool):
+            finish_one()
+        actor = min(load, key=load.__getitem__)
+        load[actor] += 1
+        ref = pool[actor].embed.remote(table, index * part_rows)
+        in_flight[ref] = (index, actor, table.num_rows)
+    while in_flight:
+        finish_one()
+    return skipped, embedded
+
+
+class _PartEmbedder:
+    """An actor holding one model; embeds whole parts."""
+
+    def __init__(
+        self,
+        model: str | None,
+        column: str,
+        output_column: str,
+        role: Role,
+        options: dict[str, Any],
+    ) -> None:
+        from embedify import get_model
+
+        self.model = get_model(model, **options)
+        self.column, self.output_column, self.role = column, output_column, role
+
+    def embed(self, table: pa.Table, first_row: int) -> pa.Table:
+        return add_embeddings(
+            table, self.model, self.column, self.output_column, self.role, first_row=first_row
+        )

@@ -1,0 +1,50 @@
+"""On a real local Ray cluster (2 CPUs): Ray Data and the CLI's --ray path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+from embedify_ray import embed_dataset, embed_file
+
+from embedify import get_model
+
+ROWS = 10_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    yield
+    ray.shutdown()
+
+
+def texts(count: int) -> list[str]:
+    return [f"passage {i} on subject {i % 13} in room {i % 3}" for i in range(count)]
+
+
+def test_embed_dataset_keeps_ids_and_gives_the_in_process_vectors() -> None:
+    corpus = texts(ROWS)
+    ds = ray.data.from_items([{"id": i, "text": text} for i, text in enumerate(corpus)])
+    out = embed_dataset(ds, "fake:32", batch_size=1_000).to_arrow_refs()
+    table = pa.concat_tables(ray.get(out))
+    assert table.column("id").to_pylist() == list(range(ROWS))
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+    np.testing.assert_array_equal(flat.reshape(ROWS, 32), get_model("fake:32").embed(corpus))
+
+
+def test_cli_path_on_ray_writes_what_the_in_process_path_writes(tmp_path: Path) -> None:
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(ROWS)), "text": texts(ROWS)}), source)
+    on_ray = embed_file(source, tmp_path / "ray", "fake:32", part_rows=2_000, ray_address="local")
+    local = embed_file(source, tmp_path / "local", "fake:32", part_rows=2_000)
+    assert on_ray.embedded_rows == local.embedded_rows == ROWS
+    for part in sorted((tmp_path / "local").glob("part-*.parquet")):
+        assert pq.read_table(tmp_path / "ray" / part.name).equals(pq.read_table(part))

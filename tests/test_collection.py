@@ -1,0 +1,88 @@
+"""Collections: strict ids, a documented upsert, and damaged files named in the error."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import embedify
+from embedify.collection import Collection, Item, read_collection_info
+from embedify.errors import ConfigurationError
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Collection:
+    return Collection(tmp_path / "col.sqlite3", embedify.get_model("fake:256"))
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "error"),
+    [(None, "item 1 has the id None"), ("", "item 1 has the id ''"), (3, "item 1 has the id 3")],
+)
+def test_ids_are_non_empty_strings(collection: Collection, bad_id: Any, error: str) -> None:
+    with pytest.raises(TypeError, match=error):
+        collection.upsert([("a", "first", {}), (bad_id, "second", {})])
+    assert len(collection) == 0  # nothing half-written
+
+
+def test_duplicate_ids_in_one_call_are_refused(collection: Collection) -> None:
+    with pytest.raises(ValueError, match="items 0 and 2 have the same id 'a'"):
+        collection.upsert([("a", "x", {}), ("b", "y", {}), ("a", "z", {})])
+
+
+def test_upsert_takes_items_or_parallel_lists(collection: Collection) -> None:
+    result = collection.upsert(ids=["a", "b"], texts=["the cat", "the dog"])
+    assert (result.written, result.embedded, result.unchanged) == (2, 2, 0)
+    result = collection.upsert(
+        [Item("a", "the cat", {"n": 1}), ("c", "a bird", {}), ("d", "a fish")]
+    )
+    assert (result.written, result.unchanged) == (2, 1)
+    assert collection.query("the cat", k=1)[0].metadata == {"n": 1}
+    collection.upsert(ids=["b"], texts=["the dog"], metadatas=[{"kind": "pet"}])
+    assert collection.query("the dog", k=1)[0].metadata == {"kind": "pet"}
+    with pytest.raises(ValueError, match="same length, not 2, 1 and 2"):
+        collection.upsert(ids=["x", "y"], texts=["one"], metadatas=[{}, {}])
+    with pytest.raises(TypeError, match="not both"):
+        collection.upsert([("a", "x", {})], ids=["a"], texts=["x"])
+    with pytest.raises(TypeError, match="wrap a single id"):
+        collection.upsert(ids="a", texts="x")
+    with pytest.raises(TypeError, match="item 0 \\('m'\\): metadata"):
+        collection.upsert([("m", "x", {"when": object()})])
+
+
+def test_damaged_files_are_named(tmp_path: Path) -> None:
+    model = embedify.get_model("fake:256")
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
+    with pytest.raises(ConfigurationError, match=f"{empty} is an empty file"):
+        Collection(empty, model)
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"this is not a database" * 200)
+    with pytest.raises(ConfigurationError, match=f"{garbage} is damaged or not an embedify"):
+        Collection(garbage, model)
+    foreign = tmp_path / "foreign.sqlite3"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE people (name TEXT)")
+    with pytest.raises(ConfigurationError, match=f"{foreign} is a SQLite file but not"):
+        Collection(foreign, model)
+
+
+def test_a_truncated_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "col.sqlite3"
+    full = Collection(path, embedify.get_model("fake:256"))
+    full.upsert([(f"id{i}", f"text number {i} " * 40, {}) for i in range(300)])
+    full._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    full._connection.close()
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    with pytest.raises(ConfigurationError, match=f"{path} is damaged"):
+        Collection(path, embedify.get_model("fake:256")).query("text", k=3)
+
+
+def test_collection_info_without_a_model(collection: Collection) -> None:
+    collection.upsert([("a", "x", {})])
+    info = read_collection_info(collection.path)
+    assert info.items == 1 and info.fingerprint.startswith("fake:256@")
