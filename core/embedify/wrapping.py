@@ -43,9 +43,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+import embedify
 from embedify.errors import ConfigurationError, TransientError, error_for_status
 from embedify.model import EmbeddingModel, Role, Vectors
-from embedify.throttle import retry_after_from_headers
 
 Wrapped = TypeVar("Wrapped")
 ThisModel = TypeVar("ThisModel", bound="WrappedEmbeddingModel[Any]")
@@ -154,7 +154,9 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
         if isinstance(status, int):
             headers = getattr(response, "headers", None) or {}
             return error_for_status(
-                status, f"{what} (HTTP {status})", retry_after=retry_after_from_headers(headers)
+                status,
+                f"{what} (HTTP {status})",
+                retry_after=embedify.retry_after_from_headers(headers),
             )
         name = type(error).__name__  # httpx, openai, requests... all name their network errors so
         if (
