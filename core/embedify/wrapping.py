@@ -51,9 +51,9 @@ Wrapped = TypeVar("Wrapped")
 ThisModel = TypeVar("ThisModel", bound="WrappedEmbeddingModel[Any]")
 
 # Setting names holding any of these are left out of the fingerprint.
-SECRET_WORDS = ("key", "token", "secret", "password")
+_SECRET_WORDS = ("key", "token", "secret", "password")
 # Text embedded once before the first cached job, to learn the dimension (see ``prepare``).
-PROBE_TEXT = "dimension probe"
+_PROBE_TEXT = "dimension probe"
 
 
 class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta):
@@ -69,11 +69,10 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
     the class; to give the class an argument with one of those names, build it and wrap it.
     """
 
-    wrapped_class: ClassVar[type[Any]]  # objects wrapped must be instances of it
-    wrapped_class_name: ClassVar[
-        str
-    ]  # as users import it, e.g. "langchain_core.embeddings.Embeddings"
-    wrapped_kind: ClassVar[str]  # what one is called in messages, e.g. "LangChain embeddings"
+    # What a subclass declares; all but ``wrapped_class`` only word its error messages.
+    wrapped_class: ClassVar[type[Any]]  # wrapped objects are instances of it
+    wrapped_class_name: ClassVar[str]  # as users import it: "langchain_core.embeddings.Embeddings"
+    wrapped_kind: ClassVar[str]  # what one is called: "LangChain embeddings"
     example_class: ClassVar[str]  # a "<module>.<Class>" users may name
     example_package: ClassVar[str]  # the distribution that provides ``example_class``
 
@@ -129,7 +128,7 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
         """With a cache, learn the dimension before the first job: it is part of the
         fingerprint that keys the cache, which must not change after the first answer."""
         if self.options.cache and self.dimension is None:
-            vectors = await asyncio.to_thread(self.embed_batch, [PROBE_TEXT], "document")
+            vectors = await asyncio.to_thread(self.embed_batch, [_PROBE_TEXT], "document")
             if vectors.ndim == 2:
                 self.dimension = int(vectors.shape[1])
 
@@ -205,7 +204,7 @@ def _plain(value: Any) -> Any:
         kept = {}
         for key, item in value.items():
             plain = _plain(item)
-            if plain is not _DROPPED and not any(w in str(key).lower() for w in SECRET_WORDS):
+            if plain is not _DROPPED and not any(w in str(key).lower() for w in _SECRET_WORDS):
                 kept[str(key)] = plain
         return kept
     if isinstance(value, list | tuple):
