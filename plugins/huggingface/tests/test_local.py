@@ -96,8 +96,11 @@ def test_tiny_architectures_equal_sentence_transformers(
 ) -> None:
     folder = tiny_folders[name]
     ours = embedify.get_model(f"local:{folder}", backend=backend).embed(TINY_TEXTS)
-    assert ours.shape == reference(folder, TINY_TEXTS).shape
-    assert cosine_rows(ours, reference(folder, TINY_TEXTS)).min() >= 0.99999
+    theirs = reference(folder, TINY_TEXTS)
+    assert ours.shape == theirs.shape
+    assert cosine_rows(ours, theirs).min() >= 0.99999
+    # Also element by element: tanh-approximated and exact GELU differ only past 1e-4.
+    assert np.abs(ours - theirs).max() < 2e-5 * np.abs(theirs).max()
 
 
 @pytest.mark.parametrize("name", BUILT)
