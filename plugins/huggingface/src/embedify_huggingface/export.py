@@ -143,8 +143,13 @@ def _fuse(path: Path, config: Any) -> None:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise ConfigurationError(
+            "the int8 fast path needs: pip install 'embedify-huggingface[quantize]'"
+        ) from None
 
     quantize_dynamic(
         str(source),

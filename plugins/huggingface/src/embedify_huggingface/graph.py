@@ -3,7 +3,7 @@
 The encoder families behind most embedding models (BERT: all-MiniLM, BGE, E5, GTE;
 RoBERTa / XLM-RoBERTa / CamemBERT; MPNet; DistilBERT) are one computation with different
 weight names. Each family's ``config.json`` and weights are read into one description,
-:class:`Encoder`; :func:`to_onnx` writes it as a graph of ONNX Runtime's fused CPU kernels
+:class:`Encoder`; :func:`save_onnx` writes it as a graph of ONNX Runtime's fused CPU kernels
 (``com.microsoft`` EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu or
 FastGelu), the graph its transformer optimizer makes of a torch export, without the export.
 
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from embedify.errors import ConfigurationError
+from embedify_huggingface import onnx_file
 from embedify_huggingface.weights import Array, read_weights
 
 #: Bumped whenever the graph written for the same weights changes (part of the cache key).
@@ -254,30 +255,28 @@ def relative_position_buckets(
     return result
 
 
-def to_onnx(encoder: Encoder) -> Any:
-    """The encoder as an ``onnx.ModelProto``: ``input_ids``, ``attention_mask`` (int64, batch x
+def save_onnx(encoder: Encoder, target: Path) -> None:
+    """Write the encoder as an ONNX file: ``input_ids``, ``attention_mask`` (int64, batch x
     sequence) in, ``token_embeddings`` (float32, batch x sequence x hidden) out."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes: list[Any] = []
-    initializers: list[Any] = []
+    nodes: list[bytes] = []
+    initializers: list[tuple[str, Array]] = []
 
     def constant(name: str, array: Array) -> str:
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        initializers.append((name, array))
         return name
 
     def node(op: str, inputs: list[str], output: str, microsoft: bool = False, **attrs: Any) -> str:
         domain = _MICROSOFT if microsoft else ""
         outputs = [output, f"{output}.mask_index"] if op == "EmbedLayerNormalization" else [output]
-        nodes.append(helper.make_node(op, inputs, outputs, name=output, domain=domain, **attrs))
+        nodes.append(onnx_file.node(op, inputs, outputs, output, domain, **attrs))
         return output
 
     def transposed(name: str, linear: Linear) -> tuple[str, str]:
         weight, bias = linear
         return constant(f"{name}.weight", weight.T), constant(f"{name}.bias", bias)
 
-    ids = node("Cast", ["input_ids"], "input_ids_int32", to=TensorProto.INT32)
-    mask = node("Cast", ["attention_mask"], "attention_mask_int32", to=TensorProto.INT32)
+    ids = node("Cast", ["input_ids"], "input_ids_int32", to=onnx_file.INT32)
+    mask = node("Cast", ["attention_mask"], "attention_mask_int32", to=onnx_file.INT32)
     hidden = node(
         "EmbedLayerNormalization",
         [
@@ -353,27 +352,23 @@ def to_onnx(encoder: Encoder) -> Any:
         )
     if not encoder.layers:
         hidden = node("Identity", [hidden], "token_embeddings")
-    graph = helper.make_graph(
-        nodes,
-        f"embedify-{encoder.family}",
-        [
-            helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+    onnx_file.save_model(
+        target,
+        graph_name=f"embedify-{encoder.family}",
+        nodes=nodes,
+        initializers=initializers,
+        inputs=[
+            onnx_file.value_info(name, onnx_file.INT64, ["batch", "sequence"])
             for name in ("input_ids", "attention_mask")
         ],
-        [
-            helper.make_tensor_value_info(
-                "token_embeddings", TensorProto.FLOAT, ["batch", "sequence", encoder.hidden_size]
+        outputs=[
+            onnx_file.value_info(
+                "token_embeddings", onnx_file.FLOAT, ["batch", "sequence", encoder.hidden_size]
             )
         ],
-        initializers,
+        opsets={"": 17, _MICROSOFT: 1},
+        producer="embedify",
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(_MICROSOFT, 1)],
-        producer_name="embedify",
-    )
-    model.ir_version = 8  # what onnxruntime >= 1.14 reads
-    return model
 
 
 def _relative_bias(
@@ -384,19 +379,29 @@ def _relative_bias(
     """MPNet's relative position bias, (1, heads, sequence, sequence), built from the length."""
     max_length = len(encoder.position_embeddings)
     shape = node("Shape", ["input_ids"], "relative.shape")
-    length = node("Gather", [shape, constant("relative.one", np.array(1))], "relative.length")
+    length = node(
+        "Gather", [shape, constant("relative.one", np.array(1, dtype=np.int64))], "relative.length"
+    )
     positions = node(
         "Range",
-        [constant("relative.zero", np.array(0)), length, "relative.one"],
+        [constant("relative.zero", np.array(0, dtype=np.int64)), length, "relative.one"],
         "relative.positions",
     )
-    keys = node("Unsqueeze", [positions, constant("relative.axis0", np.array([0]))], "relative.k")
+    keys = node(
+        "Unsqueeze",
+        [positions, constant("relative.axis0", np.array([0], dtype=np.int64))],
+        "relative.k",
+    )
     queries = node(
-        "Unsqueeze", [positions, constant("relative.axis1", np.array([1]))], "relative.q"
+        "Unsqueeze",
+        [positions, constant("relative.axis1", np.array([1], dtype=np.int64))],
+        "relative.q",
     )
     relative = node("Sub", [keys, queries], "relative.distance")
     index = node(
-        "Add", [relative, constant("relative.offset", np.array(max_length - 1))], "relative.index"
+        "Add",
+        [relative, constant("relative.offset", np.array(max_length - 1, dtype=np.int64))],
+        "relative.index",
     )
     table = relative_position_buckets(max_length, len(encoder.relative_attention_bias))  # type: ignore[arg-type]
     buckets = node("Gather", [constant("relative.buckets", table), index], "relative.bucket")
@@ -411,13 +416,4 @@ def _relative_bias(
 
 def write_onnx(source: Path, target: Path) -> None:
     """Build the graph of the model folder ``source`` and save it as ``target``."""
-    import onnx
-
-    model = to_onnx(read_encoder(source))
-    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
-    if weight_bytes < 1_800_000_000:  # protobuf's 2 GB message limit
-        onnx.save_model(model, str(target))
-    else:
-        onnx.save_model(
-            model, str(target), save_as_external_data=True, location=f"{target.name}.data"
-        )
+    save_onnx(read_encoder(source), target)
