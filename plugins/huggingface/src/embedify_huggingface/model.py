@@ -88,9 +88,9 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         self.revision = self.folder.revision()
         self.dimension = self.folder.dimension
         self.normalized = self.folder.normalize
-        self.tokenizer = TextTokenizer(self.folder)
-        if self.options.truncate == "start":
-            self.tokenizer.tokenizer.enable_truncation(self.folder.max_seq_length, direction="left")
+        self.tokenizer = TextTokenizer(
+            self.folder, truncate_from_start=self.options.truncate == "start"
+        )
         self._use_prompts(self._role_prompts())
         self.limits = embedify.Limits(
             max_inputs_per_request=self.options.batch_size or 64,
