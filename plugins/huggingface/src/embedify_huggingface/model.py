@@ -67,7 +67,12 @@ class LocalOptions(embedify.ModelOptions):
     revision: str | None = Field(None, description="Hub revision to load.")
     trust_remote_code: bool = False
     threads: int | None = Field(None, gt=0, description="ONNX Runtime intra-op threads.")
-    max_tokens_per_batch: int = Field(16_384, gt=0, description="Token budget of one batch.")
+    max_tokens_per_batch: int = Field(
+        1_024,
+        gt=0,
+        description="Token budget of one batch (at least max_seq_length): small batches keep "
+        "attention scores in the CPU caches, which beat 16,384-token batches on long passages.",
+    )
 
 
 class LocalEmbeddingModel(embedify.EmbeddingModel):
@@ -94,7 +99,9 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         self._use_prompts(self._role_prompts())
         self.limits = embedify.Limits(
             max_inputs_per_request=self.options.batch_size or 64,
-            max_tokens_per_request=self.options.max_tokens_per_batch,
+            max_tokens_per_request=max(
+                self.options.max_tokens_per_batch, self.folder.max_seq_length
+            ),
             max_tokens_per_input=self.folder.max_seq_length,
         )
         self._loaded: dict[str, Any] = {}  # the runtime, shared with with_prompts() views
