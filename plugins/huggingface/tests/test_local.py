@@ -265,7 +265,7 @@ def test_int8_fast_path_stays_close(minilm: Path) -> None:
     ]
     exact = embedify.get_model(f"local:{minilm}").embed(texts)
     fast = embedify.get_model(f"local:{minilm}", quantize="int8").embed(texts)
-    assert cosine_rows(exact, fast).min() > 0.95
+    assert cosine_rows(exact, fast).min() > 0.995  # calibrated; dynamic ranges gave 0.989
     assert not np.array_equal(exact, fast)
 
 

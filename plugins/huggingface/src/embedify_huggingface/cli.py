@@ -37,7 +37,7 @@ def local_model_id(name: str) -> str:
     "--quantize",
     type=click.Choice(["int8"]),
     default=None,
-    help="Also write model_int8.onnx (dynamic int8, per channel).",
+    help="Also write model_int8.onnx (static int8, calibrated, per channel).",
 )
 def onnx(model: str, out: Path, quantize: str | None) -> None:
     """Write an ONNX model folder for MODEL into OUT.
