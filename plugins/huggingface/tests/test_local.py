@@ -136,6 +136,25 @@ def test_unknown_architecture_names_the_torch_extra(
         export_onnx(tiny_folders["t5-mean"], tmp_path / "t5", exporter="graph")
 
 
+def test_without_torch_an_unknown_architecture_names_the_extra(
+    tiny_folders: dict[str, Path], tmp_path: Path
+) -> None:
+    code = (  # a process where torch and transformers cannot be imported, as in the light install
+        "import sys; sys.modules['torch'] = sys.modules['transformers'] = None; import embedify\n"
+        "try: embedify.get_model('local:' + sys.argv[1]).embed(['x'])\n"
+        "except embedify.ConfigurationError as error: print(error)"
+    )
+    env = {**os.environ, "EMBEDIFY_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_folders["t5-mean"])],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    assert "'t5'" in out and "pip install 'embedify-huggingface[torch]'" in out
+
+
 def test_the_cache_is_keyed_by_content_not_path(
     tiny_folders: dict[str, Path], tmp_path: Path
 ) -> None:

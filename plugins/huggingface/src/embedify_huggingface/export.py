@@ -38,12 +38,12 @@ def exporter_for(source: Path, exporter: Exporter = "auto") -> Literal["graph", 
     """``graph`` (torch-free builder) for the families it knows, else ``torch`` when installed."""
     if exporter != "auto":
         return exporter
-    if graph.supports(graph.read_config(source).get("model_type")):
+    model_type = graph.read_config(source).get("model_type")
+    if graph.supports(model_type):
         return "graph"
     if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):
         return "torch"
-    graph.read_encoder(source)  # raises the message naming the architecture and the extra
-    raise AssertionError("unreachable")
+    raise graph.unknown_architecture(source, model_type)
 
 
 def export_onnx(

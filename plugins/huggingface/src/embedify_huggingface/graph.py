@@ -81,16 +81,20 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+def unknown_architecture(folder: Path, model_type: Any) -> ConfigurationError:
+    known = ", ".join(sorted(_READERS))
+    return ConfigurationError(
+        f"{folder}: the ONNX graph builder does not know the architecture {model_type!r} "
+        f"(it knows {known}). {TORCH_EXTRA_HINT}."
+    )
+
+
 def read_encoder(folder: Path) -> Encoder:
     """The encoder in ``folder``, read from its ``config.json`` and safetensors weights."""
     config = read_config(folder)
     model_type = config.get("model_type")
     if not supports(model_type):
-        known = ", ".join(sorted(_READERS))
-        raise ConfigurationError(
-            f"{folder}: the ONNX graph builder does not know the architecture {model_type!r} "
-            f"(it knows {known}). {TORCH_EXTRA_HINT}."
-        )
+        raise unknown_architecture(folder, model_type)
     weights = read_weights(folder)
     return _READERS[str(model_type)](config, _Weights(weights, str(model_type)))
 
