@@ -226,7 +226,10 @@ def sentence_transformer_folder(
 
     torch.manual_seed(1)
     word = st_models.Transformer(str(transformer), max_seq_length=max_seq_length)
-    width = getattr(word, "get_embedding_dimension", word.get_word_embedding_dimension)()
+    if hasattr(word, "get_embedding_dimension"):  # sentence-transformers >= 6
+        width = word.get_embedding_dimension()
+    else:
+        width = word.get_word_embedding_dimension()
     modules: list[torch.nn.Module] = [
         word,
         st_models.Pooling(width, pooling_mode=pooling, include_prompt=include_prompt),
