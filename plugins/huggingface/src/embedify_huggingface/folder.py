@@ -69,16 +69,64 @@ class ModelFolder:
         return None
 
     def revision(self) -> str:
-        """Identity of the weights and configuration, for caches and exports."""
-        digest = hashlib.sha256()
-        for file in sorted(self.path.rglob("*")):
-            if not file.is_file() or file.name.startswith("."):
-                continue
-            stat = file.stat()
-            digest.update(f"{file.relative_to(self.path)}:{stat.st_size}".encode())
-            if file.suffix == ".json":
-                digest.update(file.read_bytes())
-        return digest.hexdigest()[:16]
+        """Identity of the folder's content (weights, configuration, tokenizer), for caches and
+        exports: the same model under another path, or behind a symlink, has the same one."""
+        return content_hash(self.path)
+
+
+#: Files that do not change the vectors: other weight formats and ONNX variants we do not run.
+_IGNORED_SUFFIXES = {".bin", ".h5", ".msgpack", ".ot", ".pt", ".pth", ".ckpt", ".md", ".lock"}
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 over the relative names and contents of the files that make the vectors.
+
+    Large files are hashed once per (real path, size, mtime) and remembered in the user cache,
+    so a later process pays one ``stat`` per file instead of reading the weights again."""
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if (
+            not file.is_file()
+            or any(part.startswith(".") for part in relative.parts)
+            or file.suffix in _IGNORED_SUFFIXES
+            or (relative.parts[0] == "onnx" and relative.name != "model.onnx")
+        ):
+            continue
+        digest.update(f"{relative.as_posix()}\0{_file_hash(file)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+_MEMO_THRESHOLD = 1 << 20
+
+
+def _file_hash(file: Path) -> str:
+    stat = file.stat()
+    if stat.st_size < _MEMO_THRESHOLD:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    from embedify.config import cache_dir
+
+    key = hashlib.sha256(
+        f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:32]
+    memo = cache_dir() / "file-hashes" / key
+    try:
+        return memo.read_text(encoding="ascii")
+    except OSError:
+        pass
+    hasher = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            hasher.update(chunk)
+    value = hasher.hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        scratch = memo.with_name(f".{key}.{os.getpid()}")
+        scratch.write_text(value, encoding="ascii")
+        os.replace(scratch, memo)
+    except OSError:  # a read-only cache only costs the hashing again
+        pass
+    return value
 
 
 def locate(model_id: str, revision: str | None = None) -> Path:
@@ -178,9 +226,9 @@ def _read_dense(where: Path) -> Dense:
             f"{where} has no model.safetensors; embedify does not unpickle .bin weights. "
             "Convert the folder to safetensors first."
         )
-    from safetensors.numpy import load_file
+    from embedify_huggingface.weights import read_safetensors
 
-    tensors = load_file(str(weights_file))
+    tensors = read_safetensors(weights_file)
     weight = tensors["linear.weight"].astype(np.float32)
     bias = tensors.get("linear.bias")
     return Dense(weight, None if bias is None else bias.astype(np.float32), activation)

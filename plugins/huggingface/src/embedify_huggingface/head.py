@@ -6,6 +6,7 @@ token embeddings.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,19 +33,27 @@ class Batch:
 class TextTokenizer:
     """The folder's fast tokenizer, set up as sentence-transformers sets it up."""
 
-    def __init__(self, folder: ModelFolder) -> None:
+    def __init__(self, folder: ModelFolder, *, truncate_from_start: bool = False) -> None:
         self.folder = folder
+        self.truncate_from_start = truncate_from_start
         self.counter = _load_tokenizer(folder.path)
         self.counter.no_truncation()
         self.counter.no_padding()
-        self.tokenizer = Tokenizer.from_str(self.counter.to_str())
-        self.tokenizer.enable_truncation(folder.max_seq_length)
-        config = _tokenizer_config(folder.path)
+
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The padding, truncating copy that makes batches (built when the first batch is:
+        a search answered from the cache only counts tokens)."""
+        tokenizer = Tokenizer.from_str(self.counter.to_str())
+        direction = "left" if self.truncate_from_start else "right"
+        tokenizer.enable_truncation(self.folder.max_seq_length, direction=direction)
+        config = _tokenizer_config(self.folder.path)
         pad_token = config.get("pad_token") or "[PAD]"
         if isinstance(pad_token, dict):
             pad_token = pad_token.get("content", "[PAD]")
-        pad_id = self.tokenizer.token_to_id(pad_token)
-        self.tokenizer.enable_padding(pad_id=pad_id or 0, pad_token=pad_token)
+        pad_id = tokenizer.token_to_id(pad_token)
+        tokenizer.enable_padding(pad_id=pad_id or 0, pad_token=pad_token)
+        return tokenizer
 
     def prepare(self, text: str) -> str:
         return text.lower() if self.folder.do_lower_case else text

@@ -1,8 +1,10 @@
 """``local:<model>``: sentence-transformers folders and Hugging Face ids, run locally.
 
-On CPU the transformer runs in ONNX Runtime (exported once into the user cache; a folder that
-already holds ``model.onnx`` runs without torch); on CUDA/MPS, or with ``backend="torch"``, in
-torch. Tokenization, pooling, Dense and Normalize follow the folder's own configuration.
+By default the transformer runs in ONNX Runtime on CPU, from a graph written once into the user
+cache straight from the safetensors weights (:mod:`embedify_huggingface.graph`; a folder that
+already holds ``model.onnx`` runs as it is): no torch. With ``device="cuda"``/``"mps"``,
+``dtype="bfloat16"``/``"float16"`` or ``backend="torch"`` it runs in torch (the ``[torch]``
+extra). Tokenization, pooling, Dense and Normalize follow the folder's own configuration.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -53,16 +56,23 @@ _ROLE_SYNONYMS = {
 
 class LocalOptions(embedify.ModelOptions):
     backend: Literal["auto", "onnx", "torch"] = Field(
-        "auto", description="auto: ONNX Runtime on CPU, torch on CUDA/MPS."
+        "auto", description="auto: ONNX Runtime, or torch for a GPU device or a 16-bit dtype."
     )
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps (torch backend).")
-    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="torch only.")
+    device: str = Field("auto", description="auto (CPU), cpu, cuda, cuda:1, mps (torch).")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="16-bit dtypes run on torch (bfloat16 on CPUs with AVX512-BF16)."
+    )
     quantize: Literal["int8"] | None = Field(None, description="ONNX int8 fast path (opt-in).")
     prompts: dict[str, str] | None = Field(None, description="Role -> prompt, over the defaults.")
     revision: str | None = Field(None, description="Hub revision to load.")
     trust_remote_code: bool = False
     threads: int | None = Field(None, gt=0, description="ONNX Runtime intra-op threads.")
-    max_tokens_per_batch: int = Field(16_384, gt=0, description="Token budget of one batch.")
+    max_tokens_per_batch: int = Field(
+        1_024,
+        gt=0,
+        description="Token budget of one batch (at least max_seq_length): small batches keep "
+        "attention scores in the CPU caches, which beat 16,384-token batches on long passages.",
+    )
 
 
 class LocalEmbeddingModel(embedify.EmbeddingModel):
@@ -76,17 +86,22 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        self.folder: ModelFolder = read_folder(locate(self.model_id, self.options.revision))
+        path = locate(self.model_id, self.options.revision)
+        if Path(self.model_id).expanduser().is_dir():
+            self.model_id = str(path)  # the real path: a symlink or "./x" names the same model
+        self.folder: ModelFolder = read_folder(path)
         self.revision = self.folder.revision()
         self.dimension = self.folder.dimension
         self.normalized = self.folder.normalize
-        self.tokenizer = TextTokenizer(self.folder)
-        if self.options.truncate == "start":
-            self.tokenizer.tokenizer.enable_truncation(self.folder.max_seq_length, direction="left")
+        self.tokenizer = TextTokenizer(
+            self.folder, truncate_from_start=self.options.truncate == "start"
+        )
         self._use_prompts(self._role_prompts())
         self.limits = embedify.Limits(
             max_inputs_per_request=self.options.batch_size or 64,
-            max_tokens_per_request=self.options.max_tokens_per_batch,
+            max_tokens_per_request=max(
+                self.options.max_tokens_per_batch, self.folder.max_seq_length
+            ),
             max_tokens_per_input=self.folder.max_seq_length,
         )
         self._loaded: dict[str, Any] = {}  # the runtime, shared with with_prompts() views
@@ -126,15 +141,12 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
 
     @property
     def backend(self) -> str:
-        """The runtime this model uses: ``onnx`` or ``torch``."""
+        """The runtime this model uses: ``onnx`` or ``torch`` (decided without importing torch)."""
         choice = self.options.backend
         if choice != "auto":
             return choice
-        if self.folder.onnx_file is not None or self.options.device == "cpu":
-            return "onnx"
-        from embedify_huggingface.runtime import resolve_device
-
-        return "onnx" if resolve_device(self.options.device) == "cpu" else "torch"
+        wants_torch = self.options.device not in ("auto", "cpu") or self.options.dtype != "float32"
+        return "torch" if wants_torch else "onnx"
 
     def runtime(self) -> Any:
         """Load the transformer on first use (thread-safe)."""
@@ -164,7 +176,7 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
                 raise ConfigurationError("models with remote code run with backend='torch' only")
             from embedify_huggingface.export import cached_export
 
-            onnx_folder = cached_export(self.folder, self.options.quantize)
+            onnx_folder = cached_export(self.folder, self.options.quantize, name=self.model_id)
         onnx_file = onnx_folder / file_name
         if not onnx_file.exists() and self.folder.onnx_file is not None:
             onnx_file = self.folder.onnx_file

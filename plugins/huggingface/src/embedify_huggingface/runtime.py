@@ -46,10 +46,24 @@ class OnnxRuntime:
         return result
 
 
+def import_torch() -> tuple[Any, Any]:
+    """torch and transformers, or an error naming the extra that installs them."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        from embedify.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the torch backend (GPU devices, 16-bit dtypes, architectures the ONNX graph builder "
+            "does not know) needs: pip install 'embedify-huggingface[torch]'"
+        ) from None
+    return torch, transformers
+
+
 def load_transformer(path: Path, *, trust_remote_code: bool, dtype: str = "float32") -> Any:
     """The folder's transformer as a torch module in eval mode (encoder only for T5)."""
-    import torch
-    import transformers
+    torch, transformers = import_torch()
 
     config = transformers.AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if config.model_type in ENCODER_ONLY_T5:
@@ -83,8 +97,7 @@ class TorchRuntime:
     def __init__(
         self, path: Path, *, device: str, dtype: str = "float32", trust_remote_code: bool = False
     ) -> None:
-        import torch
-
+        torch, _ = import_torch()
         self.torch = torch
         self.device = torch.device(device)
         self.model = load_transformer(path, trust_remote_code=trust_remote_code, dtype=dtype)
@@ -109,7 +122,7 @@ class TorchRuntime:
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
-    import torch
+    torch, _ = import_torch()
 
     if torch.cuda.is_available():
         return "cuda"
