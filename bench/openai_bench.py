@@ -14,6 +14,8 @@ own process (bench/harness.py: untimed warm-up, median of >= 3 rounds, order rot
 (c) unlimited: 150 ms + 0.01 ms/token per request, 100 served at once, 20,000 texts: embedify
     vs a hand-written aiohttp client (200-text requests, 100 in flight; target <= 1.2x),
     LlamaIndex async (batch 100), LangChain async, the raw SDK with asyncio.gather.
+(f) the fake alone, read by a client that decodes nothing: the ceiling the scenarios must stay
+    well below for the fake not to be what is measured.
 
 Defaults are the sizes of issue 8. ``--speed N`` runs (b) N times faster: compute time and the
 client timeout both divided by N, so which requests time out stays that of the full job (fewer
@@ -223,6 +225,35 @@ def hand_written_aiohttp(
     return {"failed": 0, "correct": _correct(vectors, texts)}
 
 
+def trivial_reader(
+    stopwatch: Stopwatch, url: str, texts: list[str], size: int, in_flight: int
+) -> dict[str, Any]:
+    """Posts the requests and reads the answers' bytes, decoding nothing: the fake's ceiling."""
+    import aiohttp
+
+    stopwatch.imported()
+
+    async def run() -> int:
+        slots = asyncio.Semaphore(in_flight)
+        headers = {"Authorization": f"Bearer {KEY}"}
+        connector = aiohttp.TCPConnector(limit=in_flight)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+            async def one(chunk: list[str]) -> int:
+                body = {"model": MODEL, "input": chunk, "encoding_format": "base64"}
+                async with slots, session.post(f"{url}/v1/embeddings", json=body) as answer:
+                    return len(await answer.read())
+
+            sizes = await asyncio.gather(
+                *(one(texts[i : i + size]) for i in range(0, len(texts), size))
+            )
+        return sum(sizes)
+
+    with stopwatch.work():
+        received = asyncio.run(run())
+    return {"failed": 0, "correct": True, "bytes": received}
+
+
 # -- reporting --------------------------------------------------------------------------------
 
 
@@ -427,9 +458,36 @@ def unlimited(count: int, repeats: int) -> None:
     _unavailable(missing)
 
 
+def fake_ceiling(count: int, repeats: int) -> None:
+    texts = make_texts(count)
+    header(
+        f"(f) the fake alone: {count} texts, no latency, a client that only reads the bytes "
+        "(what the fake can serve on this machine; the scenarios above must stay well below it)"
+    )
+    runners = [
+        Runner(
+            f"{size}-text requests, {in_flight} in flight",
+            trivial_reader,
+            (texts if size > 1 else texts[:2000], size, in_flight),
+            (texts[:400], size, in_flight),
+        )
+        for size, in_flight in ((200, 100), (1, 32))
+    ]
+    runs = compare(runners, repeats=repeats, server=lambda: ServerProcess(openai_server, {}, texts))
+    for name, group in runs.items():
+        middle = median_run(group)
+        requests = len(middle.details["server"]["statuses"])
+        seconds = median_seconds(group)
+        megabytes = middle.details.get("bytes", 0) / 1e6
+        print(
+            f"  {name:44s} {seconds:6.2f} s  {requests / seconds:6.0f} requests/s  "
+            f"{megabytes / seconds:5.0f} MB/s of answers"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="a,b,c", help="scenarios to run: a, b, c")
+    parser.add_argument("--only", default="f,a,b,c", help="scenarios: f (the fake alone), a, b, c")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rate-limited-texts", type=int, default=5_000)
     parser.add_argument(
@@ -450,6 +508,8 @@ def main() -> None:
         parser.error("--repeats must be at least 3 (a median of fewer runs is not a result)")
     print_machine("each runner in its own process; a fresh server process per run")
     chosen = set(args.only.split(","))
+    if "f" in chosen:
+        fake_ceiling(args.unlimited_texts, args.repeats)
     if "a" in chosen:
         rate_limited(args.rate_limited_texts, args.start_fill, args.repeats)
     if "b" in chosen:
