@@ -263,6 +263,7 @@ def _summary(runs: list[Run], total: int) -> dict[str, Any]:
     failed = [run.details.get("failed", total) if not run.error else total for run in runs]
     return {
         "seconds": median_seconds(runs),
+        "worst": max(run.seconds for run in runs),
         "imports": median_import(runs),
         "failed_worst": max(failed),
         "requests": len(statuses),
@@ -276,7 +277,8 @@ def _summary(runs: list[Run], total: int) -> dict[str, Any]:
 def _row(name: str, summary: dict[str, Any], ratio: float, extra: str = "") -> str:
     errors = f" ERROR {summary['errors'][0]}" if summary["errors"] else ""
     return (
-        f"  {name:44s} {summary['seconds']:8.2f} {ratio:7.2f}x {summary['imports']:7.2f} "
+        f"  {name:44s} {summary['seconds']:8.2f} {summary['worst']:7.2f} {ratio:7.2f}x "
+        f"{summary['imports']:7.2f} "
         f"{summary['failed_worst']:7d} {summary['requests']:8d} {summary['share_429']:6.0%} "
         f"{'yes' if summary['correct'] else 'NO':>7s}  {extra}{errors}"
     )
@@ -284,7 +286,8 @@ def _row(name: str, summary: dict[str, Any], ratio: float, extra: str = "") -> s
 
 def _table_header(ratio_label: str) -> None:
     print(
-        f"  {'runner':44s} {'median s':>8s} {ratio_label:>8s} {'import':>7s} {'failed':>7s} "
+        f"  {'runner':44s} {'median s':>8s} {'worst s':>7s} {ratio_label:>8s} {'import':>7s} "
+        f"{'failed':>7s} "
         f"{'requests':>8s} {'429s':>6s} {'correct':>7s}"
     )
 
@@ -343,9 +346,11 @@ def rate_limited(count: int, start_fill: float, repeats: int) -> None:
         summary = _summary(group, count)
         extra = ""
         if "failed_each" in summary["details"]:
+            slowest = max(summary["details"]["seconds_each"])
             extra = (
-                f"failed per process {summary['details']['failed_each']}, "
-                f"seconds {summary['details']['seconds_each']}  "
+                f"failed per process {summary['details']['failed_each']}, work seconds "
+                f"{summary['details']['seconds_each']} (slowest {slowest / bound:.2f}x bound; "
+                "the wall adds two process starts)  "
             )
         ratio = summary["seconds"] / bound if bound else float("nan")
         print(_row(name, summary, ratio, extra))
