@@ -1,165 +1,292 @@
-"""Core benchmarks (not tests): run `python bench/core_bench.py [--texts 20000]`.
+"""Core benchmarks (not tests): ``python bench/core_bench.py [--only a,b,c,d]``.
 
-(a) the engine against a loopback server with 150 ms latency per request, vs the ideal;
-(b) the same under a 429 storm (every 10th request) and 2% 503s: correctness and cost;
-(c) top-k over 1,000,000 x 384 vectors: embedify.top_k vs numpy's best vs a plain Python loop;
-(d) `import embedify` time in a fresh interpreter, and which heavy modules it imported.
+(a) engine overhead: 20,000 texts through the example Acme provider (httpx, no SDK) against a
+    loopback server that is not the bottleneck (answers precomputed as JSON bytes), whose time
+    per request is 150 ms + 0.01 ms per token with 100 requests served at once, and OpenAI-like
+    limits (2048 inputs, 300,000 tokens per request). embedify with no options and with 100 in
+    flight, vs a hand-tuned httpx client running the ideal plan, vs the ideal schedule itself
+    (the best request size's server time). Target: embedify <= 1.3x the ideal schedule.
+(b) the same job under a 429 storm (every 10th request, Retry-After 0.2 s) and 2% 503s.
+(c) top-k over 1,000,000 x 384 vectors: embedify.top_k vs numpy's best vs a plain Python loop.
+(d) ``import embedify`` in a fresh interpreter, and which heavy modules it imported.
 
-The server speaks the example Acme protocol with OpenAI-like limits (2048 inputs and 300,000
-tokens per request). Needs the core and examples/embedify-acme installed.
+Runs (a)/(b) go through bench/harness.py: each in its own process with a fresh server process,
+an untimed warm-up, >= 3 rounds with the order rotated, medians. Needs examples/embedify-acme.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
-import multiprocessing
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from embedify_acme.model import AcmeEmbeddingModel
-from embedify_acme.server import API_KEY, AcmeServer, vector_for
+from harness import (
+    Runner,
+    ServerProcess,
+    Stopwatch,
+    compare,
+    header,
+    median_import,
+    median_run,
+    median_seconds,
+    print_machine,
+)
 
-import embedify
-from embedify.testing import LoopbackServer
+from embedify.testing import FakeService, Request, Response
 
-LATENCY = 0.15
-MAX_INPUTS = 2048
-MAX_TOKENS = 300_000
-
-
-class BenchModel(AcmeEmbeddingModel):
-    limits = embedify.Limits(
-        max_inputs_per_request=MAX_INPUTS,
-        max_tokens_per_request=MAX_TOKENS,
-        max_tokens_per_input=8192,
-    )
+API_KEY = "acme-test-key"
+MODEL, DIMENSION, INPUT_TYPE = "acme-embed-mini", 64, "document"
+LATENCY, PER_TOKEN, SERVED_AT_ONCE = 0.15, 0.00001, 100
+MAX_INPUTS, MAX_TOKENS = 2048, 300_000
+WORDS = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()
 
 
 def varied_texts(count: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
-    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()
     return [
-        f"doc {i}: " + " ".join(rng.choice(words, size=int(rng.integers(10, 300))))
+        f"doc {i}: " + " ".join(rng.choice(WORDS, size=int(rng.integers(10, 300))))
         for i in range(count)
     ]
 
 
-def _serve(faults: dict[str, Any], urls: Any) -> None:
-    behaviour = AcmeServer(
-        latency=LATENCY, max_batch=MAX_INPUTS, max_tokens_per_input=10_000, **faults
+def tokens_of(text: str) -> int:
+    return len(text.split())  # the Acme server's count
+
+
+@dataclass
+class PrecomputedAcme(FakeService):
+    """The Acme protocol with every answer row encoded ahead of time: a request costs the server
+    a JSON parse and a join, so the client is what gets measured."""
+
+    latency: float = LATENCY
+    latency_per_token: float = PER_TOKEN
+    max_in_flight: int = SERVED_AT_ONCE
+    error_rate: float = 0.0
+    rate_limit_every: int = 0
+    retry_after: str = "0.2"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._slots = threading.BoundedSemaphore(self.max_in_flight)
+        self._rows: dict[str, bytes] = {}
+        self._tokens: dict[str, int] = {}
+
+    def precompute(self, texts: list[str]) -> None:
+        from embedify_acme.server import vector_for
+
+        for text in texts:
+            self._rows[text] = json.dumps(vector_for(INPUT_TYPE, text, DIMENSION)).encode()
+            self._tokens[text] = tokens_of(text)
+
+    def answer(self, request: Request, count: int, roll: float) -> Response:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return Response(401, {"error": {"message": "invalid api key", "code": "auth"}})
+        if self.rate_limit_every and count % self.rate_limit_every == 0:
+            body = {"error": {"message": "rate limit exceeded", "code": "rate_limited"}}
+            return Response(429, body, headers={"Retry-After": self.retry_after})
+        if roll < self.error_rate:
+            return Response(503, {"error": {"message": "overloaded", "code": "unavailable"}})
+        inputs = request.json()["inputs"]
+        tokens = sum(self._tokens.get(t) or tokens_of(t) for t in inputs)
+        if len(inputs) > MAX_INPUTS or tokens > MAX_TOKENS:
+            return Response(413, {"error": {"message": "too large", "code": "too_many_inputs"}})
+        with self._slots:
+            time.sleep(self.latency + self.latency_per_token * tokens)
+        rows = b",".join(self._rows[t] for t in inputs)
+        payload = b'{"embeddings":[%s],"usage":{"tokens":%d}}' % (rows, tokens)
+        return Response(200, payload, headers={"content-type": "application/json"})
+
+
+def acme_server(options: dict[str, Any], texts: list[str]) -> PrecomputedAcme:
+    server = PrecomputedAcme(**options)
+    server.precompute(texts)
+    return server
+
+
+def ideal_schedule(texts: list[str], in_flight: int) -> tuple[float, int]:
+    """The shortest server time over equal request sizes (rounds of ``in_flight`` requests):
+    what a client with no overhead of its own could reach. Returns (seconds, size)."""
+    tokens = [tokens_of(t) for t in texts]
+    mean = sum(tokens) / len(tokens)
+    best = (math.inf, 0)
+    for size in range(1, min(MAX_INPUTS, len(texts)) + 1):
+        if size * mean > MAX_TOKENS:
+            break
+        requests = math.ceil(len(texts) / size)
+        rounds = math.ceil(requests / in_flight)
+        seconds = rounds * LATENCY + PER_TOKEN * sum(tokens) / min(requests, in_flight)
+        best = min(best, (seconds, size))
+    return best
+
+
+def _check(vectors: np.ndarray, texts: list[str]) -> bool:
+    from embedify_acme.server import vector_for
+
+    sample = np.linspace(0, len(texts) - 1, min(100, len(texts))).astype(int)
+    expected = np.array([vector_for(INPUT_TYPE, texts[i], DIMENSION) for i in sample])
+    return vectors.shape[0] == len(texts) and bool(
+        np.allclose(vectors[sample], expected, atol=1e-6)
     )
-    with LoopbackServer(behaviour) as server:
-        urls.put(server.url)
-        time.sleep(3600)
 
 
-async def _hand_tuned(url: str, texts: list[str], concurrency: int) -> np.ndarray:
-    """The baseline: a careful hand-written client, one round of equal requests, no engine."""
+def embedify_run(
+    stopwatch: Stopwatch, url: str, texts: list[str], options: dict[str, Any]
+) -> dict[str, Any]:
+    from embedify_acme.model import AcmeEmbeddingModel
+
+    import embedify
+
+    class BenchModel(AcmeEmbeddingModel):
+        limits = embedify.Limits(
+            max_inputs_per_request=MAX_INPUTS,
+            max_tokens_per_request=MAX_TOKENS,
+            max_tokens_per_input=8192,
+        )
+
+    model = BenchModel(MODEL, base_url=url, api_key=API_KEY, **options)
+    stopwatch.imported()
+    with stopwatch.work():
+        try:
+            result = model.embed_with_report(texts)
+        except embedify.EmbeddingJobError as error:
+            return {"failed": len(error.failures), "requests": error.report.requests}
+    report = result.report
+    return {
+        "failed": report.failed,
+        "requests": report.requests,
+        "rate_limited": report.rate_limited,
+        "retries": report.retries,
+        "correct": _check(result.vectors, texts),
+    }
+
+
+def hand_tuned(
+    stopwatch: Stopwatch, url: str, texts: list[str], size: int, in_flight: int
+) -> dict[str, Any]:
+    """The ideal plan by hand: equal requests, ``in_flight`` at once, no retries, no checks."""
     import httpx
 
-    size = math.ceil(len(texts) / concurrency)
-    limits = httpx.Limits(max_connections=concurrency)
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as c:
-        bodies = [
-            {"model": "acme-embed-mini", "inputs": texts[i : i + size], "input_type": "document"}
-            for i in range(0, len(texts), size)
-        ]
-        responses = await asyncio.gather(*(c.post("/v1/embed", json=body) for body in bodies))
-    rows = [np.asarray(r.json()["embeddings"], dtype=np.float32) for r in responses]
-    return np.concatenate(rows)
+    stopwatch.imported()
+
+    async def run() -> np.ndarray:
+        limits = httpx.Limits(max_connections=in_flight)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=120, limits=limits
+        ) as client:
+            bodies = [
+                {"model": MODEL, "inputs": texts[i : i + size], "input_type": INPUT_TYPE}
+                for i in range(0, len(texts), size)
+            ]
+            answers = await asyncio.gather(*(client.post("/v1/embed", json=b) for b in bodies))
+        return np.concatenate([np.asarray(a.json()["embeddings"], np.float32) for a in answers])
+
+    with stopwatch.work():
+        vectors = asyncio.run(run())
+    return {
+        "failed": 0,
+        "requests": math.ceil(len(texts) / size),
+        "correct": _check(vectors, texts),
+    }
 
 
-def engine_run(
-    texts: list[str], faults: dict[str, Any], concurrency: int, *, baseline: bool = False
-) -> dict[str, Any]:
-    """One job against a server in its own process (so it does not compete for our GIL)."""
-    context = multiprocessing.get_context("spawn")
-    urls = context.Queue()
-    process = context.Process(target=_serve, args=(faults, urls), daemon=True)
-    process.start()
-    try:
-        url = urls.get(timeout=60)
-        if baseline:
-            started = time.perf_counter()
-            vectors = asyncio.run(_hand_tuned(url, texts, concurrency))
-            return {"seconds": time.perf_counter() - started, "vectors": vectors}
-        model = BenchModel(
-            "acme-embed-mini",
-            base_url=url,
-            api_key=API_KEY,
-            max_concurrency=concurrency,
-            timeout=120,
+def _print_rows(runs: dict[str, list[Any]], reference: float, label: str) -> None:
+    print(
+        f"  {'runner':36s} {'median s':>8s} {label:>8s} {'import':>7s} {'failed':>6s} "
+        f"{'requests':>8s} {'correct':>7s}"
+    )
+    for name, group in runs.items():
+        middle = median_run(group)
+        seconds = median_seconds(group)
+        details = middle.details
+        error = f" ERROR {middle.error}" if middle.error else ""
+        correct = all(run.details.get("correct") for run in group)
+        print(
+            f"  {name:36s} {seconds:8.2f} {seconds / reference:7.2f}x "
+            f"{median_import(group):7.2f} {details.get('failed', '?')!s:>6s} "
+            f"{details.get('requests', '?')!s:>8s} {'yes' if correct else 'NO':>7s}{error}"
         )
-        started = time.perf_counter()
-        result = model.embed_with_report(texts)
-        elapsed = time.perf_counter() - started
-    finally:
-        process.terminate()
-    sample = np.linspace(0, len(texts) - 1, 200).astype(int)
-    expected = np.array([vector_for("document", texts[i], 64) for i in sample], dtype=np.float32)
-    correct = bool(np.allclose(result.vectors[sample], expected, atol=1e-6))
-    return {"seconds": elapsed, "report": result.report, "correct": correct}
 
 
-def bench_engine(count: int, concurrency: int) -> None:
+def bench_engine(count: int, repeats: int) -> None:
     texts = varied_texts(count)
-    tokens = sum(embedify.estimate_tokens(t) for t in texts)
-    fewest = max(math.ceil(count / MAX_INPUTS), math.ceil(tokens / MAX_TOKENS))
-    ideal = LATENCY * max(1, math.ceil(fewest / concurrency))
-    sequential_ideal = LATENCY * fewest
-    print(
-        f"(a) engine: {count} texts, ~{tokens} estimated tokens, {concurrency} in flight, "
-        f"{LATENCY * 1000:.0f} ms per request"
+    ideal, size = ideal_schedule(texts, SERVED_AT_ONCE)
+    header(
+        f"(a) engine overhead: {count} texts, {sum(map(tokens_of, texts)):,} tokens; "
+        f"{LATENCY * 1000:.0f} ms + {PER_TOKEN * 1000:.2f} ms/token per request, "
+        f"{SERVED_AT_ONCE} served at once; answers precomputed"
     )
-    print(
-        f"    fewest valid requests {fewest}; ideal wall time {ideal:.2f} s "
-        f"(one round of <= {concurrency} requests); those {fewest} one after another "
-        f"{sequential_ideal:.2f} s"
-    )
-    hand = engine_run(texts, {}, concurrency, baseline=True)
-    clean = engine_run(texts, {}, concurrency)
-    report = clean["report"]
-    print(
-        f"    hand-tuned httpx client (one round of {concurrency} equal requests, no retries, "
-        f"no limits check): {hand['seconds']:.2f} s = {hand['seconds'] / ideal:.2f}x ideal"
-    )
-    print(
-        f"    embedify: {clean['seconds']:.2f} s = {clean['seconds'] / ideal:.2f}x ideal, "
-        f"{clean['seconds'] / hand['seconds']:.2f}x the hand-tuned client, "
-        f"{report.requests} requests, correct={clean['correct']}"
-    )
+    print(f"  ideal schedule: {size}-text requests, {SERVED_AT_ONCE} in flight: {ideal:.2f} s")
+    warm = texts[: max(10, count // 50)]
+    runners = [
+        Runner(
+            f"hand-tuned httpx, {size}/req",
+            hand_tuned,
+            (texts, size, SERVED_AT_ONCE),
+            (warm, size, SERVED_AT_ONCE),
+        ),
+        Runner("embedify, no options", embedify_run, (texts, {}), (warm, {})),
+        Runner(
+            f"embedify, max_concurrency={SERVED_AT_ONCE}",
+            embedify_run,
+            (texts, {"max_concurrency": SERVED_AT_ONCE}),
+            (warm, {"max_concurrency": SERVED_AT_ONCE}),
+        ),
+    ]
+    runs = compare(runners, repeats=repeats, server=lambda: ServerProcess(acme_server, {}, texts))
+    print("  target: embedify <= 1.3x the ideal schedule")
+    _print_rows(runs, ideal, "x ideal")
+    clean = median_seconds(runs["embedify, no options"])
+
+    header("(b) the same job under a 429 storm (every 10th, Retry-After 0.2 s) and 2% 503s")
     faults = {"rate_limit_every": 10, "retry_after": "0.2", "error_rate": 0.02, "seed": 1}
-    stormy = engine_run(texts, faults, concurrency)
-    report = stormy["report"]
+    stormy = compare(
+        [Runner("embedify, no options", embedify_run, (texts, {}), (warm, {}))],
+        repeats=repeats,
+        server=lambda: ServerProcess(acme_server, faults, texts),
+    )
+    _print_rows(stormy, clean, "x clean")
+    details = median_run(stormy["embedify, no options"]).details
     print(
-        f"(b) 429 every 10th request (Retry-After 0.2 s) + 2% 503: {stormy['seconds']:.2f} s "
-        f"({stormy['seconds'] / clean['seconds']:.2f}x the clean run), "
-        f"{report.rate_limited} x 429, {report.retries - report.rate_limited} other retries, "
-        f"{report.failed} failed, correct={stormy['correct']}"
+        f"  429s {details.get('rate_limited', '?')}, other retries "
+        f"{(details.get('retries') or 0) - (details.get('rate_limited') or 0)}"
     )
 
 
-def bench_top_k(rows: int, dimension: int = 384, k: int = 10) -> None:
+def bench_top_k(rows: int, repeats: int, dimension: int = 384, k: int = 10) -> None:
+    import embedify
+
     rng = np.random.default_rng(0)
     corpus = rng.standard_normal((rows, dimension), dtype=np.float32)
     query = rng.standard_normal(dimension, dtype=np.float32)
-    started = time.perf_counter()
-    indices, _ = embedify.top_k(query, corpus, k)
-    ours = time.perf_counter() - started
 
-    started = time.perf_counter()
-    normalized = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
-    scores = normalized @ (query / np.linalg.norm(query))
-    best = np.argpartition(-scores, k)[:k]
-    best = best[np.argsort(-scores[best])]
-    numpy_best = time.perf_counter() - started
-    assert best.tolist() == indices.tolist()
+    def ours() -> list[int]:
+        return embedify.top_k(query, corpus, k)[0].tolist()  # type: ignore[no-any-return]
+
+    def numpy_best() -> list[int]:
+        normalized = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+        scores = normalized @ (query / np.linalg.norm(query))
+        best = np.argpartition(-scores, k)[:k]
+        return best[np.argsort(-scores[best])].tolist()  # type: ignore[no-any-return]
+
+    contenders = {"embedify.top_k": ours, "numpy normalise + argpartition": numpy_best}
+    assert ours() == numpy_best(), "top-k results differ"  # also the warm-up
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for round_ in range(repeats):
+        for name in names[round_ % 2 :] + names[: round_ % 2]:
+            started = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - started)
 
     subset = 20_000
     started = time.perf_counter()
@@ -171,11 +298,14 @@ def bench_top_k(rows: int, dimension: int = 384, k: int = 10) -> None:
         loop_scores.append(dot / (math.sqrt(sum(a * a for a in row)) * query_norm))
     sorted(range(subset), key=loop_scores.__getitem__, reverse=True)[:k]
     python_loop = (time.perf_counter() - started) * rows / subset
+    ours_median = statistics.median(times["embedify.top_k"])
+    numpy_median = statistics.median(times["numpy normalise + argpartition"])
+    header(f"(c) top-{k} over {rows:,} x {dimension} (median of {repeats}, order rotated)")
     print(
-        f"(c) top-{k} over {rows:,} x {dimension}: embedify {ours * 1000:.0f} ms; numpy full "
-        f"matrix + argpartition {numpy_best * 1000:.0f} ms ({numpy_best / ours:.2f}x ours); "
-        f"plain Python loop ~{python_loop:.0f} s (timed on {subset:,} rows, scaled; "
-        f"{python_loop / ours:.0f}x ours)"
+        f"  embedify {ours_median * 1000:.0f} ms; numpy normalise + argpartition "
+        f"{numpy_median * 1000:.0f} ms ({numpy_median / ours_median:.2f}x ours); plain Python "
+        f"loop ~{python_loop:.0f} s (timed on {subset:,} rows, scaled; "
+        f"{python_loop / ours_median:.0f}x ours)"
     )
 
 
@@ -186,6 +316,7 @@ def bench_import(repeats: int = 7) -> None:
         "heavy = [m for m in ('torch', 'transformers', 'openai', 'cohere', 'onnxruntime', "
         "'numpy', 'pydantic') if m in sys.modules]; print(e, ','.join(heavy))"
     )
+    subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)  # warm-up
     times = []
     heavy = ""
     for _ in range(repeats):
@@ -199,22 +330,30 @@ def bench_import(repeats: int = 7) -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         baseline.append(time.perf_counter() - started)
+    header(f"(d) import embedify in a fresh interpreter (median of {repeats}, after a warm-up)")
     print(
-        f"(d) import embedify: median {sorted(times)[len(times) // 2] * 1000:.1f} ms "
-        f"(target < 100 ms); heavy modules imported: {heavy}; "
-        f"bare interpreter start {min(baseline) * 1000:.0f} ms"
+        f"  {statistics.median(times) * 1000:.1f} ms (target < 100 ms); heavy modules "
+        f"imported: {heavy}; bare interpreter start {statistics.median(baseline) * 1000:.0f} ms"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="a,c,d", help="a (includes b), c, d")
     parser.add_argument("--texts", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    bench_engine(args.texts, args.concurrency)
-    bench_top_k(args.rows)
-    bench_import()
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3 (a median of fewer runs is not a result)")
+    print_machine("each engine run in its own process; a fresh server process per run")
+    chosen = set(args.only.split(","))
+    if "a" in chosen:
+        bench_engine(args.texts, args.repeats)
+    if "c" in chosen:
+        bench_top_k(args.rows, args.repeats)
+    if "d" in chosen:
+        bench_import()
 
 
 if __name__ == "__main__":

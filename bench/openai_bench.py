@@ -14,9 +14,13 @@ own process (bench/harness.py: untimed warm-up, median of >= 3 rounds, order rot
 (c) unlimited: 150 ms + 0.01 ms/token per request, 100 served at once, 20,000 texts: embedify
     vs a hand-written aiohttp client (200-text requests, 100 in flight; target <= 1.2x),
     LlamaIndex async (batch 100), LangChain async, the raw SDK with asyncio.gather.
+(f) the fake alone, read by a client that decodes nothing: the ceiling the scenarios must stay
+    well below for the fake not to be what is measured.
 
-Defaults are the sizes of issue 8; ``--texts`` / ``--speed`` shrink them (the client timeout of
-(b) shrinks in proportion, so the queue-versus-timeout dynamics stay those of the full job).
+Defaults are the sizes of issue 8. ``--speed N`` runs (b) N times faster: compute time and the
+client timeout both divided by N, so which requests time out stays that of the full job (fewer
+texts would not do that: request sizes, queue waits and timeouts do not shrink with the job).
+The ``--*-texts`` flags shrink a scenario for a quick check.
 """
 
 from __future__ import annotations
@@ -221,6 +225,35 @@ def hand_written_aiohttp(
     return {"failed": 0, "correct": _correct(vectors, texts)}
 
 
+def trivial_reader(
+    stopwatch: Stopwatch, url: str, texts: list[str], size: int, in_flight: int
+) -> dict[str, Any]:
+    """Posts the requests and reads the answers' bytes, decoding nothing: the fake's ceiling."""
+    import aiohttp
+
+    stopwatch.imported()
+
+    async def run() -> int:
+        slots = asyncio.Semaphore(in_flight)
+        headers = {"Authorization": f"Bearer {KEY}"}
+        connector = aiohttp.TCPConnector(limit=in_flight)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+            async def one(chunk: list[str]) -> int:
+                body = {"model": MODEL, "input": chunk, "encoding_format": "base64"}
+                async with slots, session.post(f"{url}/v1/embeddings", json=body) as answer:
+                    return len(await answer.read())
+
+            sizes = await asyncio.gather(
+                *(one(texts[i : i + size]) for i in range(0, len(texts), size))
+            )
+        return sum(sizes)
+
+    with stopwatch.work():
+        received = asyncio.run(run())
+    return {"failed": 0, "correct": True, "bytes": received}
+
+
 # -- reporting --------------------------------------------------------------------------------
 
 
@@ -230,6 +263,7 @@ def _summary(runs: list[Run], total: int) -> dict[str, Any]:
     failed = [run.details.get("failed", total) if not run.error else total for run in runs]
     return {
         "seconds": median_seconds(runs),
+        "worst": max(run.seconds for run in runs),
         "imports": median_import(runs),
         "failed_worst": max(failed),
         "requests": len(statuses),
@@ -243,7 +277,8 @@ def _summary(runs: list[Run], total: int) -> dict[str, Any]:
 def _row(name: str, summary: dict[str, Any], ratio: float, extra: str = "") -> str:
     errors = f" ERROR {summary['errors'][0]}" if summary["errors"] else ""
     return (
-        f"  {name:44s} {summary['seconds']:8.2f} {ratio:7.2f}x {summary['imports']:7.2f} "
+        f"  {name:44s} {summary['seconds']:8.2f} {summary['worst']:7.2f} {ratio:7.2f}x "
+        f"{summary['imports']:7.2f} "
         f"{summary['failed_worst']:7d} {summary['requests']:8d} {summary['share_429']:6.0%} "
         f"{'yes' if summary['correct'] else 'NO':>7s}  {extra}{errors}"
     )
@@ -251,7 +286,8 @@ def _row(name: str, summary: dict[str, Any], ratio: float, extra: str = "") -> s
 
 def _table_header(ratio_label: str) -> None:
     print(
-        f"  {'runner':44s} {'median s':>8s} {ratio_label:>8s} {'import':>7s} {'failed':>7s} "
+        f"  {'runner':44s} {'median s':>8s} {'worst s':>7s} {ratio_label:>8s} {'import':>7s} "
+        f"{'failed':>7s} "
         f"{'requests':>8s} {'429s':>6s} {'correct':>7s}"
     )
 
@@ -310,9 +346,11 @@ def rate_limited(count: int, start_fill: float, repeats: int) -> None:
         summary = _summary(group, count)
         extra = ""
         if "failed_each" in summary["details"]:
+            slowest = max(summary["details"]["seconds_each"])
             extra = (
-                f"failed per process {summary['details']['failed_each']}, "
-                f"seconds {summary['details']['seconds_each']}  "
+                f"failed per process {summary['details']['failed_each']}, work seconds "
+                f"{summary['details']['seconds_each']} (slowest {slowest / bound:.2f}x bound; "
+                "the wall adds two process starts)  "
             )
         ratio = summary["seconds"] / bound if bound else float("nan")
         print(_row(name, summary, ratio, extra))
@@ -324,7 +362,7 @@ def self_hosted(count: int, speed: float, repeats: int, sizes: list[int]) -> Non
 
     texts = make_texts(count)
     tokens = sum(count_tokens(t) for t in texts)
-    timeout = HOSTED_TIMEOUT * count / 20_000 / speed
+    timeout = HOSTED_TIMEOUT / speed
     per_request, per_token = HOSTED_PER_REQUEST / speed, HOSTED_PER_TOKEN / speed
     header(
         f"(b) self-hosted compute queue: {count} texts, {tokens:,} tokens; work per request "
@@ -425,9 +463,36 @@ def unlimited(count: int, repeats: int) -> None:
     _unavailable(missing)
 
 
+def fake_ceiling(count: int, repeats: int) -> None:
+    texts = make_texts(count)
+    header(
+        f"(f) the fake alone: {count} texts, no latency, a client that only reads the bytes "
+        "(what the fake can serve on this machine; the scenarios above must stay well below it)"
+    )
+    runners = [
+        Runner(
+            f"{size}-text requests, {in_flight} in flight",
+            trivial_reader,
+            (texts if size > 1 else texts[:2000], size, in_flight),
+            (texts[:400], size, in_flight),
+        )
+        for size, in_flight in ((200, 100), (1, 32))
+    ]
+    runs = compare(runners, repeats=repeats, server=lambda: ServerProcess(openai_server, {}, texts))
+    for name, group in runs.items():
+        middle = median_run(group)
+        requests = len(middle.details["server"]["statuses"])
+        seconds = median_seconds(group)
+        megabytes = middle.details.get("bytes", 0) / 1e6
+        print(
+            f"  {name:44s} {seconds:6.2f} s  {requests / seconds:6.0f} requests/s  "
+            f"{megabytes / seconds:5.0f} MB/s of answers"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="a,b,c", help="scenarios to run: a, b, c")
+    parser.add_argument("--only", default="f,a,b,c", help="scenarios: f (the fake alone), a, b, c")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rate-limited-texts", type=int, default=5_000)
     parser.add_argument(
@@ -439,7 +504,7 @@ def main() -> None:
     )
     parser.add_argument("--hosted-texts", type=int, default=20_000)
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="(b): divide compute time and timeout by this"
+        "--speed", type=float, default=1.0, help="(b): divide compute time and the timeout by this"
     )
     parser.add_argument("--sizes", default="16,32,64,128,256", help="(b): batch sizes swept")
     parser.add_argument("--unlimited-texts", type=int, default=20_000)
@@ -448,6 +513,8 @@ def main() -> None:
         parser.error("--repeats must be at least 3 (a median of fewer runs is not a result)")
     print_machine("each runner in its own process; a fresh server process per run")
     chosen = set(args.only.split(","))
+    if "f" in chosen:
+        fake_ceiling(args.unlimited_texts, args.repeats)
     if "a" in chosen:
         rate_limited(args.rate_limited_texts, args.start_fill, args.repeats)
     if "b" in chosen:

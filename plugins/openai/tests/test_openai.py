@@ -117,10 +117,10 @@ def test_over_long_input_is_truncated_never_a_400_for_the_user(
 
 
 def test_requests_stay_under_300k_tokens(server: LoopbackServer, fake: FakeOpenAI) -> None:
-    """600k tokens that fit one request by count: only the client's token cap splits them, and
-    it must do so before the server has to refuse anything."""
+    """600k tokens in 150 inputs, and the user allows 150 inputs per request: only the client's
+    token cap splits them, and it must do so before the server has to refuse anything."""
     texts = [f"text {i} " + "lorem " * 4000 for i in range(150)]
-    vectors = model(server, max_concurrency=1).embed(texts)
+    vectors = model(server, max_concurrency=1, batch_size=150).embed(texts)
     assert np.allclose(vectors, expected(texts), atol=1e-6)
     sent = [sum(count_tokens(t) for t in entry["body"]["input"]) for entry in fake.log]
     assert len(sent) >= 3 and max(sent) <= 300_000
