@@ -14,7 +14,6 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -161,26 +160,37 @@ class Batcher:
     async def _run(self, batch: list[_Queued]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        failures: dict[int, Any] = {}
-        try:
-            result = await self.model.aembed_with_report(
-                [queued.text for queued in batch],
-                batch[0].item.role,  # type: ignore[arg-type]
-            )
-            vectors = result.vectors
-        except EmbeddingJobError as error:
-            vectors, failures = error.partial, error.failures
-        except Exception as error:  # the whole batch failed: each request learns why
-            for queued in batch:
-                queued.request.fail(error)
-            return
+        failures = await self._embed_into_requests(batch)
         seconds = loop.time() - started
         self.inputs_per_second = updated_rate(self.inputs_per_second, len(batch), seconds)
         self.metrics.batch_inputs.observe(len(batch))
         self.metrics.batch_tokens.observe(sum(queued.item.tokens for queued in batch))
         self.metrics.batch_seconds.observe(seconds)
+        failed = {id(queued.request) for queued in failures}
+        if len({id(queued.request) for queued in batch}) == 1 or not failed:
+            for queued, error in failures.items():
+                queued.request.fail(error)
+            return
+        # A refused batch mixed several requests: embed each failed request on its own, so
+        # that one request's bad input fails that request and not the others.
+        for request_id in failed:
+            alone = [queued for queued in batch if id(queued.request) == request_id]
+            for queued, error in (await self._embed_into_requests(alone)).items():
+                queued.request.fail(error)
+
+    async def _embed_into_requests(self, batch: list[_Queued]) -> dict[_Queued, BaseException]:
+        """Embed ``batch``, deliver each row to its request, and return the inputs that failed."""
+        try:
+            result = await self.model.aembed_with_report(
+                [queued.text for queued in batch],
+                batch[0].item.role,  # type: ignore[arg-type]
+            )
+            vectors, failures = result.vectors, {}
+        except EmbeddingJobError as error:
+            vectors, failures = error.partial, dict(error.failures)
+        except Exception as error:
+            return dict.fromkeys(batch, error)
         for row, queued in enumerate(batch):
-            if row in failures:
-                queued.request.fail(failures[row])
-            else:
+            if row not in failures:
                 queued.request.deliver(queued.item.position, vectors[row])
+        return {batch[row]: error for row, error in failures.items()}

@@ -11,8 +11,9 @@ new requests keep arriving, because its rank is fixed when it arrives.
 
 Selection: the best-ranked input always goes into the next batch, so no input waits longer than
 the number of inputs ranked before it. The rest of the batch comes from the next ``window``
-inputs of the same role, nearest in length first, while the padded batch (inputs x longest
-input, what a padded forward pass computes) stays within the token budget.
+inputs of the same role, nearest in length first (lengths within a factor of two count as
+equal, and then rank decides), while the padded batch (inputs x longest input, what a padded
+forward pass computes) stays within the token budget.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def select_batch(
     ranked = sorted(range(len(queue)), key=lambda i: queue[i].rank)
     head = queue[ranked[0]]
     candidates = [i for i in ranked[1:window] if queue[i].role == head.role]
-    candidates.sort(key=lambda i: (abs(queue[i].tokens - head.tokens), queue[i].rank))
+    home = length_class(head.tokens)
+    candidates.sort(key=lambda i: (abs(length_class(queue[i].tokens) - home), queue[i].rank))
     chosen = [ranked[0]]
     longest = head.tokens
     for index in candidates:
@@ -61,6 +63,12 @@ def select_batch(
         chosen.append(index)
         longest = padded_longest
     return chosen
+
+
+def length_class(tokens: int) -> int:
+    """Inputs of one class pad each other by at most 2x; below 32 tokens all are one class,
+    since a forward pass costs about the same for any of them."""
+    return max(5, tokens.bit_length())
 
 
 def admits(queued_inputs: int, incoming_inputs: int, max_queued_inputs: int) -> bool:
