@@ -113,8 +113,7 @@ class Batcher:
         if not self.accepting:
             raise ShuttingDown()
         if not admits(self.permits_used, len(texts), self.max_queued_inputs):
-            queued = len(self._queue)
-            raise Overloaded(retry_after_seconds(queued, self.inputs_per_second))
+            raise Overloaded(retry_after_seconds(self.permits_used, self.inputs_per_second))
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         request = _Request(len(texts), future)
         self._take_permits(len(texts))
