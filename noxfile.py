@@ -15,6 +15,8 @@ PLUGIN_NEEDS = {
     "azure-openai": ["plugins/openai"],
     "tei": ["plugins/openai"],  # its tests show the OpenAI-compatible route
     "instructor": ["plugins/huggingface[test]"],  # tiny-model builders, sentence-transformers
+    # round trips: the local model served, read back through the openai: and tei: providers
+    "server": ["plugins/huggingface", "plugins/pack-minilm", "plugins/openai", "plugins/tei"],
 }
 
 
@@ -29,16 +31,19 @@ def tests(session: nox.Session) -> None:
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin's tests in a virtualenv holding only that plugin and the core."""
-    if plugin in ("huggingface", "pack-minilm", "instructor"):
+    if plugin in ("huggingface", "pack-minilm", "instructor", "server"):
         session.install(TORCH)
     session.install(
         "-e", ".", *[arg for need in PLUGIN_NEEDS.get(plugin, []) for arg in ("-e", need)]
     )
     session.install(
-        "-e", f"plugins/{plugin}[test]" if plugin == "huggingface" else f"plugins/{plugin}"
+        "-e",
+        f"plugins/{plugin}[test]" if plugin in ("huggingface", "server") else f"plugins/{plugin}",
     )
     session.install("pytest", "pytest-asyncio")
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
+    if plugin == "server":  # the page's Python examples run against the plugin
+        session.run("pytest", "--markdown-docs", "docs/server.md")
 
 
 @nox.session(name="instructor-reference")

@@ -136,3 +136,12 @@ def test_lengths_within_a_factor_of_two_are_taken_in_rank_order() -> None:
     queue = request(0, 40) + request(1, 100) + request(2, 50) + request(3, 35)
     assert [item.request for item in select(queue, max_inputs=2)] == [0, 2]
     assert [item.request for item in select(queue, max_inputs=3)] == [0, 2, 3]
+
+
+def test_one_long_input_does_not_pad_a_batch_of_short_ones() -> None:
+    queue = request(0, 250) + [QueuedInput(n, 0, 10, "document") for n in range(1, 40)]
+    batch = select(queue, max_inputs=64, max_tokens=16_384)
+    assert len(batch) * 250 <= 2 * sum(max(item.tokens, 32) for item in batch)
+    short_first = [QueuedInput(0, 0, 10, "document"), *request(1, 250), *request(2, *[10] * 30)]
+    batch = select(short_first, max_inputs=64, max_tokens=16_384)
+    assert [item.tokens for item in batch] == [10] * 31  # the long input waits for its own batch

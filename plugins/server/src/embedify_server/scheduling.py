@@ -13,7 +13,8 @@ Selection: the best-ranked input always goes into the next batch, so no input wa
 the number of inputs ranked before it. The rest of the batch comes from the next ``window``
 inputs of the same role, nearest in length first (lengths within a factor of two count as
 equal, and then rank decides), while the padded batch (inputs x longest input, what a padded
-forward pass computes) stays within the token budget.
+forward pass computes) stays within the token budget and at most doubles the real work: one
+long input does not turn a batch of short ones into a batch of long ones.
 """
 
 from __future__ import annotations
@@ -53,22 +54,31 @@ def select_batch(
     home = length_class(head.tokens)
     candidates.sort(key=lambda i: (abs(length_class(queue[i].tokens) - home), queue[i].rank))
     chosen = [ranked[0]]
-    longest = head.tokens
+    longest, work = head.tokens, _work(head.tokens)
     for index in candidates:
         if len(chosen) >= max_inputs:
             break
-        padded_longest = max(longest, queue[index].tokens)
-        if (len(chosen) + 1) * padded_longest > max_tokens:
+        padded = (len(chosen) + 1) * max(longest, queue[index].tokens)
+        if padded > max_tokens or padded > MAX_PADDING_FACTOR * (work + _work(queue[index].tokens)):
             continue  # a shorter input further on may still fit
         chosen.append(index)
-        longest = padded_longest
+        longest, work = max(longest, queue[index].tokens), work + _work(queue[index].tokens)
     return chosen
 
 
+#: A batch may compute at most this many times the tokens its inputs hold.
+MAX_PADDING_FACTOR = 2
+#: Inputs shorter than this cost about the same in a forward pass (fixed per-sequence costs).
+MIN_COST_TOKENS = 32
+
+
+def _work(tokens: int) -> int:
+    return max(tokens, MIN_COST_TOKENS)
+
+
 def length_class(tokens: int) -> int:
-    """Inputs of one class pad each other by at most 2x; below 32 tokens all are one class,
-    since a forward pass costs about the same for any of them."""
-    return max(5, tokens.bit_length())
+    """Inputs of one class pad each other by at most 2x; below 32 tokens all are one class."""
+    return max(MIN_COST_TOKENS.bit_length() - 1, tokens.bit_length())
 
 
 def admits(queued_inputs: int, incoming_inputs: int, max_queued_inputs: int) -> bool:
