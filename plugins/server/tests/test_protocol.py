@@ -291,3 +291,13 @@ def test_metrics_count_requests_inputs_tokens_and_batches(serve: Serve) -> None:
     assert metric(text, "embedify_batch_inputs_count") == 2
     assert metric(text, "embedify_queue_inputs") == 0
     assert metric(text, 'embedify_request_duration_seconds_count{route="embed"}') == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [([1, 2], "Input should be a valid dictionary"), ({"model": "m"}, "`input`: Field required")],
+)
+def test_a_body_of_the_wrong_shape_is_named(serve: Serve, body: Any, message: str) -> None:
+    response = serve().post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]

@@ -169,8 +169,9 @@ class EmbeddingServer:
         try:
             return schema.model_validate(data)
         except ValidationError as error:
-            field_name = str(error.errors()[0]["loc"][0])
-            if field_name in ("input", "inputs"):
+            first = error.errors()[0]
+            field_name = str(first["loc"][0]) if first["loc"] else ""
+            if field_name in ("input", "inputs") and first["type"] != "missing":
                 raise _invalid(
                     f"`{field_name}` must be a string or a list of strings "
                     "(token ids are not supported: send the text)",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from embedify.cli import _load_model, _options_option
+
+if TYPE_CHECKING:
+    from embedify_server.app import ServerSettings
 
 
 def serve(
@@ -14,7 +17,7 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
-    settings: Any = None,
+    settings: ServerSettings | None = None,
     access_log: bool = True,
 ) -> None:
     """Serve ``model`` (a model or a name) with uvicorn until SIGINT or SIGTERM.
