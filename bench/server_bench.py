@@ -1,12 +1,14 @@
 """Embedding-server benchmark (not a test): ``python bench/server_bench.py``.
 
 ``embedify serve local`` against infinity-emb (``infinity_emb v2``, its default torch engine)
-serving the same all-MiniLM-L6-v2 folder (the one embedify-pack-minilm ships), one server at a
-time on this machine. Closed-loop clients (1, 16 and 64 at once) each send requests of 1 to 32
+serving the same all-MiniLM-L6-v2 folder (the one embedify-pack-minilm ships), on this machine.
+Closed-loop clients (1, 16 and 64 at once) each send requests of 1 to 32
 texts (real docstring paragraphs, lengths as they come) to the OpenAI-compatible
 ``POST /embeddings`` route of both; reported per level: texts/s and p50/p99 request latency,
-the median of ``--runs`` runs (server order rotated each run; each server warmed up before it is
-measured), and embedify's ratio to infinity. Before measuring, the vectors of both servers are
+the median of ``--runs`` runs, and embedify's throughput ratio to infinity. Both servers run side
+by side (each warmed up) and are measured in turns, A B B A per level, the order rotated each
+run, so that each ratio compares measurements made within a minute of each other on a machine
+whose other load varies. Before measuring, the vectors of both servers are
 compared (a cosine below 0.999 on the same weights would be a bench bug).
 
 infinity-emb pins its own stack (sentence-transformers < 4, click < 8.2), so it lives in its
@@ -43,6 +45,7 @@ from local_bench import make_texts, minilm_folder
 
 SERVED_NAME = "all-MiniLM-L6-v2"
 LEVELS = (1, 16, 64)
+EMBEDIFY_ARGS: list[str] = []  # extra `embedify serve` arguments (--embedify-arg)
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 
 
@@ -80,7 +83,7 @@ def server_command(name: str, port: int, infinity: str) -> list[str]:
             sys.executable, "-m", "embedify", "serve", "local", "--port", str(port),
             "--served-model-name", SERVED_NAME, "--no-access-log",
             # 64 clients x up to 32 texts: room for all of them, so that nothing is refused.
-            "--max-concurrent-requests", "2048",
+            "--max-concurrent-requests", "2048", *EMBEDIFY_ARGS,
         ]  # fmt: skip
     return [
         infinity, "v2", "--model-id", str(minilm_folder()), "--served-model-name", SERVED_NAME,
@@ -174,13 +177,9 @@ def vectors(url: str, texts: list[str]) -> np.ndarray:
     return np.array([item["embedding"] for item in body["data"]], np.float32)
 
 
-def measure(name: str, infinity: str, workload: dict[int, list[list[str]]], probe: list[str]):
-    with running(name, infinity) as url:
-        reference = vectors(url, probe)
-        asyncio.run(load(url, workload[16][:32], 16))  # warm-up, not measured
-        return reference, {
-            clients: asyncio.run(load(url, workload[clients], clients)) for clients in LEVELS
-        }
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -190,32 +189,65 @@ def main() -> None:
         "--requests-per-client",
         type=float,
         default=1.0,
-        help="Requests per client and level (at least 12 per level).",
+        help="Requests per client and level (at least 8 per level).",
     )
     parser.add_argument("--infinity", default=shutil.which("infinity_emb") or "infinity_emb")
+    parser.add_argument(
+        "--embedify-arg", action="append", default=[], help="Extra `embedify serve` argument."
+    )
     arguments = parser.parse_args()
+    EMBEDIFY_ARGS.extend(arguments.embedify_arg)
 
     print(f"CPU: {cpu_description()}")
-    print("Note: this machine's 2 cores are shared with other jobs; compare ratios, not totals.")
+    print(
+        "Note: this machine's 2 cores are shared with other jobs whose load varies by the minute;"
+        "\nboth servers run side by side and are measured in turns (A B B A per level and run),"
+        "\nso each ratio compares neighbouring measurements."
+    )
     print(f"Python {platform.python_version()}; {arguments.runs} runs, order rotated.")
+    print(f"embedify serve extra arguments: {EMBEDIFY_ARGS or 'none'}")
     texts = make_texts(2000)
     workload = {
         clients: make_requests(
-            texts, max(12, round(arguments.requests_per_client * clients)), seed=clients
+            texts, max(8, round(arguments.requests_per_client * clients)), seed=clients
         )
         for clients in LEVELS
     }
     probe = texts[:32]
     runners = ["embedify", "infinity"]
-    results: dict[str, list[dict[int, Level]]] = {name: [] for name in runners}
-    references: dict[str, np.ndarray] = {}
-    for run in range(arguments.runs):
-        order = runners[run % 2 :] + runners[: run % 2]
-        for name in order:
-            references[name], levels = measure(name, arguments.infinity, workload, probe)
-            results[name].append(levels)
-            summary = ", ".join(f"{c}: {lv.texts_per_second:.0f}/s" for c, lv in levels.items())
-            print(f"run {run + 1} {name}: {summary}", flush=True)
+    results: dict[str, dict[int, list[Level]]] = {
+        name: {clients: [] for clients in LEVELS} for name in runners
+    }
+    ratios: dict[int, list[float]] = {clients: [] for clients in LEVELS}
+    idle_cpu = dict.fromkeys(runners, 0.0)
+    with (
+        running("embedify", arguments.infinity) as embedify_url,
+        running("infinity", arguments.infinity) as infinity_url,
+    ):
+        urls = {"embedify": embedify_url, "infinity": infinity_url}
+        pids = {name: server_pid(url) for name, url in urls.items()}
+        references = {name: vectors(url, probe) for name, url in urls.items()}
+        for url in urls.values():
+            asyncio.run(load(url, workload[16][:32], 16))  # warm-up, not measured
+        for run in range(arguments.runs):
+            order = runners[run % 2 :] + runners[: run % 2]
+            for clients in LEVELS:
+                rates: dict[str, list[float]] = {name: [] for name in runners}
+                for name in [*order, *reversed(order)]:
+                    other = next(n for n in runners if n != name)
+                    before = cpu_seconds(pids[other])
+                    level = asyncio.run(load(urls[name], workload[clients], clients))
+                    idle_cpu[other] += cpu_seconds(pids[other]) - before
+                    results[name][clients].append(level)
+                    rates[name].append(level.texts_per_second)
+                ratio = statistics.mean(rates["embedify"]) / statistics.mean(rates["infinity"])
+                ratios[clients].append(ratio)
+                print(
+                    f"run {run + 1}, {clients:>2} clients: embedify "
+                    f"{statistics.mean(rates['embedify']):.1f}/s, infinity "
+                    f"{statistics.mean(rates['infinity']):.1f}/s, ratio {ratio:.2f}",
+                    flush=True,
+                )
     cosines = np.sum(references["embedify"] * references["infinity"], axis=1) / (
         np.linalg.norm(references["embedify"], axis=1)
         * np.linalg.norm(references["infinity"], axis=1)
@@ -223,20 +255,44 @@ def main() -> None:
     print(f"\ncosine embedify vs infinity on {len(probe)} texts: min {cosines.min():.6f}")
     if cosines.min() < 0.999:
         print("WARNING: below 0.999 on the same weights: the comparison is invalid.")
+    print(
+        "CPU seconds each server used while the other was measured (idle cost): "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in idle_cpu.items())
+    )
 
     def median(name: str, clients: int, field: str) -> float:
-        return statistics.median(getattr(run[clients], field) for run in results[name])
+        return statistics.median(getattr(level, field) for level in results[name][clients])
 
-    print(f"\n{'clients':>7} {'server':>9} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}  ratio")
+    print(
+        f"\n{'clients':>7} {'server':>9} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        "  throughput ratio (median of paired runs)"
+    )
     for clients in LEVELS:
-        base = median("infinity", clients, "texts_per_second")
         for name in runners:
             rate = median(name, clients, "texts_per_second")
             p50 = median(name, clients, "p50") * 1000
             p99 = median(name, clients, "p99") * 1000
-            print(
-                f"{clients:>7} {name:>9} {rate:>9.1f} {p50:>8.1f} {p99:>8.1f}  {rate / base:.2f}x"
-            )
+            ratio = statistics.median(ratios[clients]) if name == "embedify" else 1.0
+            print(f"{clients:>7} {name:>9} {rate:>9.1f} {p50:>8.1f} {p99:>8.1f}  {ratio:.2f}x")
+
+
+def server_pid(url: str) -> int:
+    """The process listening on ``url``'s port (the server, not a wrapper script)."""
+    port = int(url.rsplit(":", 1)[1])
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+            inodes.add(fields[9])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(pid)
+        except OSError:
+            continue
+    raise RuntimeError(f"no process listens on port {port}")
 
 
 if __name__ == "__main__":
