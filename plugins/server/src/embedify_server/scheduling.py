@@ -1,0 +1,99 @@
+"""The server's batching and back-pressure decisions, as pure functions.
+
+The queue holds single inputs, not requests. Which inputs form the next model batch is decided
+here from their order, length and role alone; the batcher only carries the decision out, so
+every rule below is tested without a clock or a model.
+
+Order: the ``k``-th input of a request ranks as if it had arrived ``k`` requests later
+(``request + position``). Under load the queue therefore interleaves requests instead of
+serving one big request to the end while small ones wait, and a big request still advances as
+new requests keep arriving, because its rank is fixed when it arrives.
+
+Selection: the best-ranked input always goes into the next batch, so no input waits longer than
+the number of inputs ranked before it. The rest of the batch comes from the next ``window``
+inputs of the same role, nearest in length first (lengths within a factor of two count as
+equal, and then rank decides), while the padded batch (inputs x longest input, what a padded
+forward pass computes) stays within the token budget and at most doubles the real work: one
+long input does not turn a batch of short ones into a batch of long ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueuedInput:
+    """One input waiting for a model batch."""
+
+    request: int  # arrival number of its request
+    position: int  # index within its request
+    tokens: int
+    role: str
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (self.request + self.position, self.request)
+
+
+def select_batch(
+    queue: Sequence[QueuedInput], *, max_inputs: int, max_tokens: int, window: int
+) -> list[int]:
+    """Positions in ``queue`` of the inputs that form the next model batch (empty if none).
+
+    At most ``max_inputs`` inputs, ``inputs x longest <= max_tokens`` (a single input longer
+    than the budget still goes alone), one role, chosen among the ``window`` best-ranked inputs.
+    """
+    if not queue:
+        return []
+    ranked = sorted(range(len(queue)), key=lambda i: queue[i].rank)
+    head = queue[ranked[0]]
+    candidates = [i for i in ranked[1:window] if queue[i].role == head.role]
+    home = length_class(head.tokens)
+    candidates.sort(key=lambda i: (abs(length_class(queue[i].tokens) - home), queue[i].rank))
+    chosen = [ranked[0]]
+    longest, work = head.tokens, _work(head.tokens)
+    for index in candidates:
+        if len(chosen) >= max_inputs:
+            break
+        padded = (len(chosen) + 1) * max(longest, queue[index].tokens)
+        if padded > max_tokens or padded > MAX_PADDING_FACTOR * (work + _work(queue[index].tokens)):
+            continue  # a shorter input further on may still fit
+        chosen.append(index)
+        longest, work = max(longest, queue[index].tokens), work + _work(queue[index].tokens)
+    return chosen
+
+
+#: A batch may compute at most this many times the tokens its inputs hold.
+MAX_PADDING_FACTOR = 2
+#: Inputs shorter than this cost about the same in a forward pass (fixed per-sequence costs).
+MIN_COST_TOKENS = 32
+
+
+def _work(tokens: int) -> int:
+    return max(tokens, MIN_COST_TOKENS)
+
+
+def length_class(tokens: int) -> int:
+    """Inputs of one class pad each other by at most 2x; below 32 tokens all are one class."""
+    return max(MIN_COST_TOKENS.bit_length() - 1, tokens.bit_length())
+
+
+def admits(queued_inputs: int, incoming_inputs: int, max_queued_inputs: int) -> bool:
+    """Whether a request fits the bounded queue: each input takes one permit, as in TEI."""
+    return queued_inputs + incoming_inputs <= max_queued_inputs
+
+
+def retry_after_seconds(queued_inputs: int, inputs_per_second: float | None) -> int:
+    """Whole seconds a refused client should wait: the time to work off the queue, >= 1."""
+    if not inputs_per_second or inputs_per_second <= 0:
+        return 1
+    return max(1, math.ceil(queued_inputs / inputs_per_second))
+
+
+def updated_rate(previous: float | None, inputs: int, seconds: float, weight: float = 0.2) -> float:
+    """Moving average of inputs per second, updated with one finished batch."""
+    current = inputs / max(seconds, 1e-6)
+    return current if previous is None else (1 - weight) * previous + weight * current
