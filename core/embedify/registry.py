@@ -48,9 +48,21 @@ FIRST_PARTY = {
     "hf": "embedify-huggingface",
     "huggingface": "embedify-huggingface",
     "instructor": "embedify-instructor",
+    "llamaindex": "embedify-llamaindex",
+    "langchain": "embedify-langchain",
 }
 #: Distributions whose names win over a third party's registration of the same name.
-FIRST_PARTY_DISTRIBUTIONS = frozenset({"embedify", *FIRST_PARTY.values(), "embedify-pack-minilm"})
+FIRST_PARTY_DISTRIBUTIONS = frozenset(
+    {
+        "embedify",
+        *FIRST_PARTY.values(),
+        "embedify-pack-minilm",
+        "embedify-chroma",
+        "embedify-haystack",
+        "embedify-server",
+        "embedify-ray",
+    }
+)
 
 Factory: TypeAlias = "type[EmbeddingModel] | str"
 
