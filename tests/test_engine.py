@@ -208,14 +208,6 @@ def test_concurrency_is_bounded_and_used() -> None:
     assert peak == 4
 
 
-def test_rate_limits_lower_concurrency() -> None:
-    behaviour = AcmeServer(rate_limit_every=3, retry_after="0.01")
-    with LoopbackServer(behaviour) as server:
-        model = acme_model(server, max_concurrency=16, batch_size=2)
-        model.embed(varied_texts(100))
-    assert model._engine_state.throttle.limit < 16
-
-
 async def test_sync_api_works_inside_a_running_loop(
     acme: tuple[LoopbackServer, AcmeServer],
 ) -> None:
@@ -246,14 +238,3 @@ async def test_local_models_do_not_block_the_event_loop() -> None:
     await SlowLocal("slow").aembed(["a", "b"])
     task.cancel()
     assert ticks >= 10
-
-
-def test_client_side_request_budget_spaces_requests(
-    acme: tuple[LoopbackServer, AcmeServer],
-) -> None:
-    server, _ = acme
-    model = acme_model(server, requests_per_minute=2, batch_size=1, max_concurrency=4)
-    state_throttle = None
-    model.embed(["first", "second"])
-    state_throttle = model._engine_state.throttle
-    assert state_throttle.delay_before(1) > 50  # a third request must wait for the window

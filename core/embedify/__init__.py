@@ -10,21 +10,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embedify.engine import EmbeddingResult, ItemReport, Report
+    from embedify.engine.pacing import observe_rate_limit_headers, retry_after_from_headers
     from embedify.errors import (
         AuthenticationError,
         BadResponseError,
         BatchTooLargeError,
         ConfigurationError,
+        ConnectionFailedError,
         EmbeddingJobError,
         EmbedifyError,
         InputTooLongError,
+        InvalidInputError,
         InvalidRequestError,
         ModelNotFoundError,
         PermanentError,
         ProviderError,
         QuotaExceededError,
         RateLimitError,
+        RequestTimeoutError,
         TransientError,
         UnknownModelError,
         error_for_status,
@@ -41,8 +44,8 @@ if TYPE_CHECKING:
         estimate_tokens,
     )
     from embedify.registry import get_model, register_model
+    from embedify.report import EmbeddingResult, ItemReport, Report
     from embedify.similarity import cosine_similarity, similarity, top_k
-    from embedify.throttle import observe_rate_limit_headers, retry_after_from_headers
 
 # Attributes load on first use, so ``import embedify`` stays fast and imports no numpy,
 # pydantic or provider SDK until something needs them.
@@ -51,13 +54,15 @@ _LAZY = {
     "BadResponseError": "embedify.errors",
     "BatchTooLargeError": "embedify.errors",
     "ConfigurationError": "embedify.errors",
+    "ConnectionFailedError": "embedify.errors",
     "EmbeddingJobError": "embedify.errors",
     "EmbeddingModel": "embedify.model",
-    "EmbeddingResult": "embedify.engine",
+    "EmbeddingResult": "embedify.report",
     "EmbedifyError": "embedify.errors",
     "InputTooLongError": "embedify.errors",
+    "InvalidInputError": "embedify.errors",
     "InvalidRequestError": "embedify.errors",
-    "ItemReport": "embedify.engine",
+    "ItemReport": "embedify.report",
     "Limits": "embedify.model",
     "ModelInfo": "embedify.model",
     "ModelNotFoundError": "embedify.errors",
@@ -67,8 +72,9 @@ _LAZY = {
     "QuotaExceededError": "embedify.errors",
     "ROLES": "embedify.model",
     "RateLimitError": "embedify.errors",
+    "RequestTimeoutError": "embedify.errors",
     "RemoteOptions": "embedify.model",
-    "Report": "embedify.engine",
+    "Report": "embedify.report",
     "Role": "embedify.model",
     "TransientError": "embedify.errors",
     "UnknownModelError": "embedify.errors",
@@ -77,9 +83,9 @@ _LAZY = {
     "estimate_tokens": "embedify.model",
     "get_model": "embedify.registry",
     "hookimpl": "embedify.hookspecs",
-    "observe_rate_limit_headers": "embedify.throttle",
+    "observe_rate_limit_headers": "embedify.engine.pacing",
     "register_model": "embedify.registry",
-    "retry_after_from_headers": "embedify.throttle",
+    "retry_after_from_headers": "embedify.engine.pacing",
     "similarity": "embedify.similarity",
     "top_k": "embedify.similarity",
 }
@@ -103,11 +109,13 @@ __all__ = [
     "BadResponseError",
     "BatchTooLargeError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "EmbeddingJobError",
     "EmbeddingModel",
     "EmbeddingResult",
     "EmbedifyError",
     "InputTooLongError",
+    "InvalidInputError",
     "InvalidRequestError",
     "ItemReport",
     "Limits",
@@ -120,6 +128,7 @@ __all__ = [
     "RateLimitError",
     "RemoteOptions",
     "Report",
+    "RequestTimeoutError",
     "Role",
     "TransientError",
     "UnknownModelError",
