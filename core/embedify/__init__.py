@@ -10,7 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embedify.engine.pacing import observe_rate_limit_headers, retry_after_from_headers
+    from embedify.engine.pacing import (
+        observe_rate_limit_headers,
+        observe_usage,
+        retry_after_from_headers,
+    )
     from embedify.errors import (
         AuthenticationError,
         BadResponseError,
@@ -84,6 +88,7 @@ _LAZY = {
     "get_model": "embedify.registry",
     "hookimpl": "embedify.hookspecs",
     "observe_rate_limit_headers": "embedify.engine.pacing",
+    "observe_usage": "embedify.engine.pacing",
     "register_model": "embedify.registry",
     "retry_after_from_headers": "embedify.engine.pacing",
     "similarity": "embedify.similarity",
@@ -138,6 +143,7 @@ __all__ = [
     "get_model",
     "hookimpl",
     "observe_rate_limit_headers",
+    "observe_usage",
     "register_model",
     "retry_after_from_headers",
     "similarity",

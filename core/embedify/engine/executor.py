@@ -150,12 +150,12 @@ class Executor:
 
     def _launch(self, batch: Batch, tokens: int) -> None:
         now = self.clock()
-        self.pacer.start(tokens, now)
+        ticket = self.pacer.start(tokens, now)
         self.report.requests += 1
         if batch.sent:
             self.report.retries += 1
         batch.sent = True
-        task = asyncio.get_running_loop().create_task(self._send(batch, tokens, now))
+        task = asyncio.get_running_loop().create_task(self._send(batch, ticket))
         self.tasks.add(task)
         task.add_done_callback(self._finished_task)
 
@@ -163,9 +163,10 @@ class Executor:
         self.tasks.discard(task)
         self.changed.set()
 
-    async def _send(self, batch: Batch, tokens: int, sent_at: float) -> None:
+    async def _send(self, batch: Batch, ticket: pacing.Ticket) -> None:
         texts = [self.work.texts[index] for index in batch.indices]
-        context = pacing._current.set((self.pacer, sent_at))
+        tokens, sent_at = ticket.tokens, ticket.sent_at
+        context = pacing._current.set((self.pacer, ticket))
         outcome: ProviderError | ConfigurationError | None = None
         try:
             timeout = self.sizer.timeout_for(tokens) if self.native_async else None
@@ -184,7 +185,7 @@ class Executor:
             outcome.__cause__ = error
         finally:
             pacing._current.reset(context)
-            self.pacer.finish()
+            self.pacer.finish(ticket)
         now = self.clock()
         if outcome is None:
             inflated = self.sizer.on_answer(

@@ -63,6 +63,7 @@ async def _state_for(model: EmbeddingModel) -> ModelState:
             max_in_flight=ceiling,
             requests_per_minute=options.requests_per_minute,
             tokens_per_minute=options.tokens_per_minute,
+            probe_first=info.native_async,
             now=time.monotonic(),
         ),
         RequestSizer(

@@ -4,12 +4,16 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
 
 - token buckets for requests and tokens, learned from the server's ``x-ratelimit-limit-*`` and
   ``x-ratelimit-remaining-*`` headers (OpenAI, Azure, and servers copying them), so a request
-  is never sent into a bucket that cannot hold it;
+  is never sent into a bucket that cannot hold it. Each answer's ``remaining`` sets the level,
+  less what this process sent that the server had not counted yet; token estimates are
+  scaled by what the server says it charged (``observe_usage``), so a conservative estimate
+  does not slow a job down;
 - token buckets for the client-side ``requests_per_minute`` / ``tokens_per_minute`` budgets,
   which is how several jobs or processes share one key without seeing 429s;
 - a pause until the time a 429's ``Retry-After`` names;
-- the number of requests allowed in flight, AIMD: it doubles per round trip while answers stay
-  fast (slow start), then grows by one per round trip, and halves once per burst of 429s or
+- the number of requests allowed in flight: for a remote model, the first request goes alone
+  (its answer tells the limits and the latency); then AIMD: it doubles per round trip while
+  answers stay fast (slow start), then grows by one per round trip, and halves once per burst of 429s or
   timeouts (answers to requests sent before the last cut do not cut again).
 
 Nothing here sleeps or reads the time itself: every method takes ``now``, so decisions are
@@ -55,7 +59,10 @@ def parse_duration(value: str) -> float | None:
 
 def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
     """The delay a response asks for: ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP
-    date), or the latest ``x-ratelimit-reset-*``. ``None`` when the response names none."""
+    date), else the latest ``x-ratelimit-reset-*`` of a spent budget whose limit is not
+    announced (with ``x-ratelimit-limit-*`` the engine paces from its bucket instead; a reset is
+    when the whole bucket is full again, far later than the next request fits). ``None`` when
+    the response names none."""
     lowered = {key.lower(): value for key, value in headers.items()}
     if "retry-after-ms" in lowered:
         try:
@@ -73,11 +80,12 @@ def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
                 parsed = None
             if parsed is not None:
                 return max(0.0, parsed.timestamp() - time.time())
-    resets = [
-        parse_duration(lowered[key])
-        for key in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
-        if key in lowered
-    ]
+    resets = []
+    for kind in ("requests", "tokens"):
+        remaining = _number(lowered.get(f"x-ratelimit-remaining-{kind}"))
+        spent = remaining is None or remaining <= 0
+        if f"x-ratelimit-limit-{kind}" not in lowered and spent:
+            resets.append(parse_duration(lowered.get(f"x-ratelimit-reset-{kind}", "")))
     known = [reset for reset in resets if reset is not None]
     return max(known) if known else None
 
@@ -120,16 +128,24 @@ class TokenBucket:
         self._refill(now)
         self.level -= min(amount, self.capacity)
 
-    def lower_to(self, level: float, now: float) -> None:
-        """Adopt a lower level the server reports (another process shares the key, or the
-        server counts tokens differently); a higher one is not trusted."""
+    def set_level(self, level: float, now: float) -> None:
+        """Adopt the level the server reports (it sees every process sharing the key)."""
         self._refill(now)
-        self.level = min(self.level, level)
+        self.level = min(self.capacity, level)
 
     def resize(self, limit: float, now: float) -> None:
         self._refill(now)
         self.capacity, self.rate = limit, limit / 60.0
         self.level = min(self.level, limit)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request, from the moment the pacer let it start."""
+
+    sent_at: float
+    tokens: int
+    in_flight: bool = True
 
 
 class Pacer:
@@ -142,12 +158,14 @@ class Pacer:
         max_in_flight: int,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        probe_first: bool = False,
         now: float,
     ) -> None:
         self.max_in_flight = max(1, max_in_flight)
         self.concurrency = float(min(max(1, start_in_flight), self.max_in_flight))
         self.slow_start = self.concurrency < self.max_in_flight
         self.in_flight = 0
+        self.probing = probe_first  # until the first answer, one request at a time
         self.paused_until = 0.0
         self.last_cut = -math.inf
         self.last_success = now
@@ -157,44 +175,63 @@ class Pacer:
         if tokens_per_minute:
             self.client["tokens"] = TokenBucket.per_minute(tokens_per_minute, now)
         self.server: dict[str, TokenBucket] = {}
-        self._spent: deque[tuple[float, int]] = deque()
+        self.token_scale = 1.0  # tokens the server charges per token estimated here
+        self._recent: deque[Ticket] = deque()
 
     # -- admission -------------------------------------------------------------------------
 
     def allowed_in_flight(self) -> int:
-        return max(1, int(self.concurrency))
+        return 1 if self.probing else max(1, int(self.concurrency))
 
     def _buckets(self, kind: str) -> list[TokenBucket]:
         return [b for b in (self.client.get(kind), self.server.get(kind)) if b is not None]
 
     def delay_before(self, tokens: int, now: float) -> float:
-        """Seconds until a request of ``tokens`` may start (0: now)."""
+        """Seconds until a request of ``tokens`` (estimated) may start (0: now)."""
         delays = [self.paused_until - now]
         delays += [bucket.delay_for(1, now) for bucket in self._buckets("requests")]
-        delays += [bucket.delay_for(tokens, now) for bucket in self._buckets("tokens")]
+        delays += [bucket.delay_for(self._charged(tokens), now) for bucket in self.server_tokens()]
+        if "tokens" in self.client:
+            delays.append(self.client["tokens"].delay_for(tokens, now))
         return max(0.0, *delays)
 
+    def server_tokens(self) -> list[TokenBucket]:
+        return [self.server["tokens"]] if "tokens" in self.server else []
+
+    def _charged(self, tokens: float) -> float:
+        return tokens * self.token_scale
+
     def request_token_budget(self) -> int | None:
-        """Most tokens one request should hold: what a token bucket holds and refills in
-        ``REFILL_HORIZON`` seconds (``None``: no token limit known)."""
+        """Most tokens (estimated) one request should hold: what a token bucket holds and
+        refills in ``REFILL_HORIZON`` seconds (``None``: no token limit known)."""
         budgets = [
-            min(bucket.capacity, bucket.rate * REFILL_HORIZON) for bucket in self._buckets("tokens")
+            min(bucket.capacity, bucket.rate * REFILL_HORIZON) / self.token_scale
+            for bucket in self.server_tokens()
         ]
+        if "tokens" in self.client:
+            client = self.client["tokens"]
+            budgets.append(min(client.capacity, client.rate * REFILL_HORIZON))
         return max(1, int(min(budgets))) if budgets else None
 
-    def start(self, tokens: int, now: float) -> None:
-        """A request of ``tokens`` is being sent now."""
+    def start(self, tokens: int, now: float) -> Ticket:
+        """A request of ``tokens`` (estimated) is being sent now."""
         for bucket in self._buckets("requests"):
             bucket.spend(1, now)
-        for bucket in self._buckets("tokens"):
-            bucket.spend(tokens, now)
+        for bucket in self.server_tokens():
+            bucket.spend(self._charged(tokens), now)
+        if "tokens" in self.client:
+            self.client["tokens"].spend(tokens, now)
         self.in_flight += 1
-        self._spent.append((now, tokens))
-        while self._spent and self._spent[0][0] < now - _SPEND_MEMORY:
-            self._spent.popleft()
+        ticket = Ticket(now, tokens)
+        self._recent.append(ticket)
+        while self._recent and self._recent[0].sent_at < now - _SPEND_MEMORY:
+            self._recent.popleft()
+        return ticket
 
-    def finish(self) -> None:
+    def finish(self, ticket: Ticket) -> None:
+        ticket.in_flight = False
         self.in_flight -= 1
+        self.probing = False
 
     # -- what answers teach ----------------------------------------------------------------
 
@@ -226,21 +263,32 @@ class Pacer:
         self.concurrency = max(1.0, self.concurrency / 2)
         self.last_cut = now
 
-    def _spent_since(self, sent_at: float | None) -> tuple[int, int]:
-        """(requests, tokens) this process sent after ``sent_at``: the server's ``remaining``
-        in the answer to a request sent then does not count them yet."""
-        if sent_at is None:
-            return 0, 0
-        later = [tokens for started, tokens in self._spent if started > sent_at]
-        return len(later), sum(later)
+    def _not_counted(self, answered: Ticket | None) -> tuple[float, float]:
+        """(requests, tokens) the server's ``remaining`` in the answer to ``answered`` may not
+        count yet: requests sent after it, and those sent before it still in flight."""
+        if answered is None:
+            return 0.0, 0.0
+        later = [
+            ticket.tokens
+            for ticket in self._recent
+            if ticket is not answered and (ticket.sent_at > answered.sent_at or ticket.in_flight)
+        ]
+        return float(len(later)), self._charged(sum(later))
+
+    def observe_usage(self, answered: Ticket, tokens: int) -> None:
+        """The server says it charged ``tokens`` for ``answered``: learn how far the estimates
+        are off (a moving average, so one odd request does not swing it)."""
+        if answered.tokens > 0 and tokens > 0:
+            ratio = tokens / answered.tokens
+            self.token_scale = min(4.0, max(0.25, 0.8 * self.token_scale + 0.2 * ratio))
 
     def observe_headers(
-        self, headers: Mapping[str, str], now: float, sent_at: float | None = None
+        self, headers: Mapping[str, str], now: float, answered: Ticket | None = None
     ) -> None:
         """Learn limits from ``x-ratelimit-*`` headers (of any answer, 429s included)."""
         lowered = {key.lower(): value for key, value in headers.items()}
-        spent_requests, spent_tokens = self._spent_since(sent_at)
-        for kind, spent in (("requests", spent_requests), ("tokens", spent_tokens)):
+        not_requests, not_tokens = self._not_counted(answered)
+        for kind, spent in (("requests", not_requests), ("tokens", not_tokens)):
             limit = _number(lowered.get(f"x-ratelimit-limit-{kind}"))
             remaining = _number(lowered.get(f"x-ratelimit-remaining-{kind}"))
             bucket = self.server.get(kind)
@@ -252,14 +300,14 @@ class Pacer:
             if remaining is None:
                 continue
             if bucket is not None:
-                bucket.lower_to(remaining - spent, now)
+                bucket.set_level(remaining - spent, now)
             elif remaining <= 0:  # no limit announced: wait for the announced reset
                 reset = parse_duration(lowered.get(f"x-ratelimit-reset-{kind}", ""))
                 if reset is not None:
                     self.paused_until = max(self.paused_until, now + reset)
 
 
-_current: contextvars.ContextVar[tuple[Pacer, float] | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[tuple[Pacer, Ticket] | None] = contextvars.ContextVar(
     "embedify_pacer", default=None
 )
 
@@ -272,5 +320,15 @@ def observe_rate_limit_headers(headers: Mapping[str, str]) -> None:
     """
     current = _current.get()
     if current is not None:
-        pacer, sent_at = current
-        pacer.observe_headers(headers, time.monotonic(), sent_at)
+        pacer, ticket = current
+        pacer.observe_headers(headers, time.monotonic(), ticket)
+
+
+def observe_usage(tokens: int) -> None:
+    """Tell the engine how many tokens the provider charged for the current request (OpenAI's
+    ``usage.prompt_tokens``), so rate limits are paced in the server's tokens, not estimates.
+    Optional; outside a job it does nothing."""
+    current = _current.get()
+    if current is not None:
+        pacer, ticket = current
+        pacer.observe_usage(ticket, tokens)
