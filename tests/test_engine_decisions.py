@@ -3,6 +3,7 @@ request sizing. Nothing here sleeps or opens a socket."""
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import pytest
@@ -210,7 +211,7 @@ def test_client_budget_spaces_requests() -> None:
         starts.append(now)
         p.start(10, now)
     assert starts[59] == 0.0  # a minute's budget may go at once
-    gaps = [b - a for a, b in zip(starts[60:], starts[61:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts[60:])]
     assert all(gap == pytest.approx(1.0) for gap in gaps)  # then one per second
 
 

@@ -12,6 +12,7 @@ import re
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from embedify.errors import ConfigurationError
 from embedify.hookspecs import hookimpl
@@ -21,7 +22,7 @@ _WORD = re.compile(r"\w+")
 
 
 class FakeOptions(ModelOptions):
-    max_concurrency: int | None = 1
+    max_concurrency: int | None = Field(1, gt=0, description="Most requests in flight.")
 
 
 class FakeEmbeddingModel(EmbeddingModel):

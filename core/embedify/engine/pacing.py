@@ -13,8 +13,8 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
 - a pause until the time a 429's ``Retry-After`` names;
 - the number of requests allowed in flight: for a remote model, the first request goes alone
   (its answer tells the limits and the latency); then AIMD: it doubles per round trip while
-  answers stay fast (slow start), then grows by one per round trip, and halves once per burst of 429s or
-  timeouts (answers to requests sent before the last cut do not cut again).
+  answers stay fast (slow start), then grows by one per round trip, and halves once per burst
+  of 429s or timeouts (answers to requests sent before the last cut do not cut again).
 
 Nothing here sleeps or reads the time itself: every method takes ``now``, so decisions are
 tested with a fake clock.

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import abc
 import base64
-import weakref
 import json
 import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
