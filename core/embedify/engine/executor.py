@@ -136,9 +136,11 @@ class Executor:
 
     def _next_batch(self) -> Batch:
         """The next request from the queue: within the model's limits, the size the sizer and
-        the token budget allow, and no more than an even share of what is left per slot."""
-        caps = [self.max_inputs, self.sizer.inputs_cap()]
-        caps.append(math.ceil(len(self.queue) / self.pacer.allowed_in_flight()))
+        the token budget allow, and no more than an even share of what is left per free slot
+        (near the end of a job the free slots share what is left, rather than one slot taking
+        a little at a time)."""
+        free = max(1, self.pacer.allowed_in_flight() - self.pacer.in_flight)
+        caps = [self.max_inputs, self.sizer.inputs_cap(), math.ceil(len(self.queue) / free)]
         max_inputs = min(c for c in caps if c is not None)
         token_caps = [self.model.limits.max_tokens_per_request, self.pacer.request_token_budget()]
         known = [c for c in token_caps if c is not None]
