@@ -187,7 +187,7 @@ class Executor:
             outcome.__cause__ = error
         finally:
             pacing._current.reset(context)
-            self.pacer.finish(ticket)
+            self.pacer.finish()
         now = self.clock()
         if outcome is None:
             inflated = self.sizer.on_answer(

@@ -145,7 +145,6 @@ class Ticket:
 
     sent_at: float
     tokens: int
-    in_flight: bool = True
 
 
 class Pacer:
@@ -228,8 +227,8 @@ class Pacer:
             self._recent.popleft()
         return ticket
 
-    def finish(self, ticket: Ticket) -> None:
-        ticket.in_flight = False
+    def finish(self) -> None:
+        """A request ended (answered, failed or cancelled)."""
         self.in_flight -= 1
         self.probing = False
 
@@ -264,15 +263,12 @@ class Pacer:
         self.last_cut = now
 
     def _not_counted(self, answered: Ticket | None) -> tuple[float, float]:
-        """(requests, tokens) the server's ``remaining`` in the answer to ``answered`` may not
-        count yet: requests sent after it, and those sent before it still in flight."""
+        """(requests, tokens) the server's ``remaining`` in the answer to ``answered`` does not
+        count yet: the requests sent after it (servers charge a request when it arrives, so
+        the ones sent before were charged before it)."""
         if answered is None:
             return 0.0, 0.0
-        later = [
-            ticket.tokens
-            for ticket in self._recent
-            if ticket is not answered and (ticket.sent_at > answered.sent_at or ticket.in_flight)
-        ]
+        later = [ticket.tokens for ticket in self._recent if ticket.sent_at > answered.sent_at]
         return float(len(later)), self._charged(sum(later))
 
     def observe_usage(self, answered: Ticket, tokens: int) -> None:
