@@ -9,7 +9,7 @@ from collections import deque
 import pytest
 
 from embedify.engine import pacing, planning, policy
-from embedify.engine.pacing import Pacer, TokenBucket, retry_after_from_headers
+from embedify.engine.pacing import Pacer, Ticket, TokenBucket, retry_after_from_headers
 from embedify.engine.sizing import INITIAL_INPUTS, RequestSizer
 from embedify.errors import (
     AuthenticationError,
@@ -260,7 +260,7 @@ def test_token_estimates_are_scaled_by_what_the_server_charged() -> None:
 
 def test_a_429_answer_pauses_for_its_retry_after() -> None:
     p = pacer()
-    p.on_rate_limited(sent_at=0.0, retry_after=3.0, now=1.0)
+    p.on_rate_limited(Ticket(0.0, 10), retry_after=3.0, now=1.0)
     assert p.delay_before(1, 1.0) == pytest.approx(3.0)
     assert p.delay_before(1, 4.0) == 0.0
 
@@ -268,38 +268,38 @@ def test_a_429_answer_pauses_for_its_retry_after() -> None:
 def test_a_burst_of_429s_halves_concurrency_once() -> None:
     p = pacer()
     for _ in range(16):  # sixteen requests sent together, all answered 429
-        p.on_rate_limited(sent_at=0.5, retry_after=None, now=1.0)
+        p.on_rate_limited(Ticket(0.5, 10), retry_after=None, now=1.0)
     assert p.allowed_in_flight() == 8
-    p.on_rate_limited(sent_at=1.5, retry_after=None, now=2.0)  # sent after the cut: cuts again
+    p.on_rate_limited(Ticket(1.5, 10), retry_after=None, now=2.0)  # sent after the cut
     assert p.allowed_in_flight() == 4
 
 
 def test_concurrency_grows_back_additively_after_a_cut() -> None:
     p = pacer(start_in_flight=8, max_in_flight=64)
-    p.on_rate_limited(sent_at=0.0, retry_after=None, now=0.0)
+    p.on_rate_limited(Ticket(0.0, 10), retry_after=None, now=0.0)
     assert p.allowed_in_flight() == 4
     for _ in range(4):  # one round trip of answers: one more slot
-        p.on_success(sent_at=1.0, now=1.0)
+        p.on_success(Ticket(1.0, 10), now=1.0)
     assert 4.8 < p.concurrency < 5.0
     for _ in range(40):
-        p.on_success(sent_at=1.0, now=1.0)
+        p.on_success(Ticket(1.0, 10), now=1.0)
     assert 8 <= p.allowed_in_flight() < 16  # grew back, by about one per round trip
 
 
 def test_slow_start_doubles_per_round_trip_until_the_ceiling() -> None:
     p = pacer(start_in_flight=16, max_in_flight=100)
     for _ in range(16):
-        p.on_success(sent_at=0.0, now=0.2)
+        p.on_success(Ticket(0.0, 10), now=0.2)
     assert p.allowed_in_flight() == 32
     for _ in range(200):
-        p.on_success(sent_at=0.0, now=0.4)
+        p.on_success(Ticket(0.0, 10), now=0.4)
     assert p.allowed_in_flight() == 100
 
 
 def test_queueing_answers_stop_the_growth() -> None:
     p = pacer(start_in_flight=16, max_in_flight=256)
-    p.on_success(sent_at=0.0, now=0.2, inflated=True)
-    p.on_success(sent_at=0.0, now=0.2)
+    p.on_success(Ticket(0.0, 10), now=0.2, inflated=True)
+    p.on_success(Ticket(0.0, 10), now=0.2)
     assert p.concurrency == pytest.approx(16 + 1 / 16)
 
 
@@ -355,6 +355,29 @@ def test_413s_cap_inputs_per_request() -> None:
     assert sizer.inputs_cap() is None
     sizer.on_too_large(40)
     assert sizer.inputs_cap() == 20
+
+
+def test_token_estimates_are_calibrated_from_how_remaining_falls() -> None:
+    p = pacer()
+    limit = {"x-ratelimit-limit-tokens": "60000"}  # 1,000 tokens per second
+    remaining, now = 1000.0, 0.0
+    for _ in range(40):  # each request: 1,000 estimated, 500 charged, sent every 0.5 s
+        ticket = p.start(1000, now)
+        remaining += 1000 * 0.5 - 500 if now else -500
+        p.observe_headers({**limit, "x-ratelimit-remaining-tokens": str(remaining)}, now, ticket)
+        p.finish()
+        p.on_success(ticket, now)
+        now += 0.5
+    assert p.token_scale == pytest.approx(0.5, abs=0.02)
+    # a request refused with a 429 is not charged, so it must not count as estimated tokens
+    refused = p.start(1000, now)
+    p.on_rate_limited(refused, retry_after=None, now=now)
+    answered = p.start(1000, now + 0.1)  # 0.6 s after the last answered one: 600 refilled
+    p.observe_headers(
+        {**limit, "x-ratelimit-remaining-tokens": str(remaining + 600 - 500)}, now + 0.1, answered
+    )
+    p.on_success(answered, now + 0.1)
+    assert p.token_scale == pytest.approx(0.5, abs=0.02)
 
 
 def test_a_remote_model_sends_its_first_request_alone() -> None:

@@ -197,27 +197,27 @@ class Executor:
                 sent_at=sent_at,
                 now=now,
             )
-            self.pacer.on_success(sent_at, now, inflated=inflated)
+            self.pacer.on_success(ticket, now, inflated=inflated)
             if self.provider_dimension is None:
                 self.provider_dimension = int(vectors.shape[1])
             self.finished.update(batch.indices)
             self.on_done(batch.indices, vectors)
             return
-        await self._handle(batch, outcome, sent_at, now)
+        await self._handle(batch, outcome, ticket, now)
 
     async def _handle(
         self,
         batch: Batch,
         error: ProviderError | ConfigurationError,
-        sent_at: float,
+        ticket: pacing.Ticket,
         now: float,
     ) -> None:
         size = len(batch.indices)
         if isinstance(error, RateLimitError):
             self.report.rate_limited += 1
-            self.pacer.on_rate_limited(sent_at, error.retry_after, now)
+            self.pacer.on_rate_limited(ticket, error.retry_after, now)
         elif isinstance(error, RequestTimeoutError):
-            self.pacer.on_timeout(sent_at, now)
+            self.pacer.on_timeout(ticket, now)
             self.sizer.on_timeout(inputs=size, now=now)
         elif isinstance(error, BatchTooLargeError):
             self.sizer.on_too_large(size)

@@ -5,9 +5,10 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
 - token buckets for requests and tokens, learned from the server's ``x-ratelimit-limit-*`` and
   ``x-ratelimit-remaining-*`` headers (OpenAI, Azure, and servers copying them), so a request
   is never sent into a bucket that cannot hold it. Each answer's ``remaining`` sets the level,
-  less what this process sent that the server had not counted yet; token estimates are
-  scaled by what the server says it charged (``observe_usage``), so a conservative estimate
-  does not slow a job down;
+  less what this process sent that the server had not counted yet. Token estimates are
+  scaled by what the server charged: exactly when the provider reports it (``observe_usage``),
+  else from how ``remaining`` fell between answers. A cautious estimate (bytes / 3) would
+  otherwise pace a job at half the rate the key allows;
 - token buckets for the client-side ``requests_per_minute`` / ``tokens_per_minute`` budgets,
   which is how several jobs or processes share one key without seeing 429s;
 - a pause until the time a 429's ``Retry-After`` names;
@@ -145,6 +146,8 @@ class Ticket:
 
     sent_at: float
     tokens: int
+    charged: bool = True  # False once the server refused it (429)
+    remaining_tokens: float | None = None  # the server's remaining tokens in its answer
 
 
 class Pacer:
@@ -176,6 +179,7 @@ class Pacer:
         self.server: dict[str, TokenBucket] = {}
         self.token_scale = 1.0  # tokens the server charges per token estimated here
         self._recent: deque[Ticket] = deque()
+        self._last_answer: Ticket | None = None  # the latest-sent one with remaining tokens
 
     # -- admission -------------------------------------------------------------------------
 
@@ -234,9 +238,10 @@ class Pacer:
 
     # -- what answers teach ----------------------------------------------------------------
 
-    def on_success(self, sent_at: float, now: float, *, inflated: bool = False) -> None:
+    def on_success(self, ticket: Ticket, now: float, *, inflated: bool = False) -> None:
         """An answer came back. ``inflated``: slower than the server's usual pace for its size,
         a sign that it queues requests, so the number in flight stops growing."""
+        self._calibrate(ticket)
         self.last_success = max(self.last_success, now)
         if inflated:
             self.slow_start = False
@@ -244,14 +249,16 @@ class Pacer:
         step = 1.0 if self.slow_start else 1.0 / self.concurrency
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)
 
-    def on_rate_limited(self, sent_at: float, retry_after: float | None, now: float) -> None:
+    def on_rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
         """A 429: pause new requests for ``retry_after`` and cut the number in flight."""
+        ticket.charged = False
+        self._calibrate(ticket)
         if retry_after is not None:
             self.paused_until = max(self.paused_until, now + retry_after)
-        self._cut(sent_at, now)
+        self._cut(ticket.sent_at, now)
 
-    def on_timeout(self, sent_at: float, now: float) -> None:
-        self._cut(sent_at, now)
+    def on_timeout(self, ticket: Ticket, now: float) -> None:
+        self._cut(ticket.sent_at, now)
 
     def _cut(self, sent_at: float, now: float) -> None:
         """Halve the requests in flight once per burst: a request sent before the last cut
@@ -272,11 +279,37 @@ class Pacer:
         return float(len(later)), self._charged(sum(later))
 
     def observe_usage(self, answered: Ticket, tokens: int) -> None:
-        """The server says it charged ``tokens`` for ``answered``: learn how far the estimates
-        are off (a moving average, so one odd request does not swing it)."""
+        """The server says it charged ``tokens`` for ``answered``."""
         if answered.tokens > 0 and tokens > 0:
-            ratio = tokens / answered.tokens
-            self.token_scale = min(4.0, max(0.25, 0.8 * self.token_scale + 0.2 * ratio))
+            self._learn_scale(tokens / answered.tokens)
+
+    def _learn_scale(self, ratio: float) -> None:
+        """A moving average, so one odd measurement does not swing it."""
+        self.token_scale = min(4.0, max(0.25, 0.8 * self.token_scale + 0.2 * ratio))
+
+    def _calibrate(self, answered: Ticket) -> None:
+        """Learn the scale from how the server's remaining tokens fell between the answers to
+        two requests: what it charged for the requests sent in between (less what it refilled)
+        against what was estimated for them. Skipped while the bucket may have been full (a
+        full bucket does not show what it would have refilled)."""
+        last = self._last_answer
+        if answered.remaining_tokens is None or (last and answered.sent_at <= last.sent_at):
+            return
+        self._last_answer = answered
+        bucket = self.server.get("tokens")
+        if last is None or last.remaining_tokens is None or bucket is None:
+            return
+        elapsed = answered.sent_at - last.sent_at
+        if last.remaining_tokens + bucket.rate * elapsed >= 0.9 * bucket.capacity:
+            return
+        charged = last.remaining_tokens - answered.remaining_tokens + bucket.rate * elapsed
+        estimated = sum(
+            ticket.tokens
+            for ticket in self._recent
+            if ticket.charged and last.sent_at < ticket.sent_at <= answered.sent_at
+        )
+        if charged > 0 and estimated > 0:
+            self._learn_scale(charged / estimated)
 
     def observe_headers(
         self, headers: Mapping[str, str], now: float, answered: Ticket | None = None
@@ -297,6 +330,8 @@ class Pacer:
                 continue
             if bucket is not None:
                 bucket.set_level(remaining - spent, now)
+                if kind == "tokens" and answered is not None:
+                    answered.remaining_tokens = remaining
             elif remaining <= 0:  # no limit announced: wait for the announced reset
                 reset = parse_duration(lowered.get(f"x-ratelimit-reset-{kind}", ""))
                 if reset is not None:
