@@ -383,6 +383,20 @@ def test_token_estimates_are_calibrated_from_how_remaining_falls() -> None:
 def test_a_remote_model_sends_its_first_request_alone() -> None:
     p = pacer(probe_first=True)
     assert p.allowed_in_flight() == 1
-    p.start(10, now=0.0)
+    refused = p.start(10, now=0.0)
     p.finish()
-    assert p.allowed_in_flight() == 16
+    p.on_rate_limited(refused, retry_after=1.0, now=0.1)
+    assert p.allowed_in_flight() == 1  # refused: still nothing known, still one at a time
+    answered = p.start(10, now=1.1)
+    p.finish()
+    p.on_success(answered, now=1.3)
+    assert p.allowed_in_flight() == 8  # the 429 halved the 16 it will start from
+
+
+def test_a_refused_request_gives_its_cost_back() -> None:
+    p = pacer()
+    p.observe_headers({"x-ratelimit-limit-tokens": "60000"}, now=0.0)
+    p.start(50_000, now=0.0)
+    refused = p.start(9_000, now=0.0)
+    p.on_rate_limited(refused, retry_after=None, now=0.0)
+    assert p.server["tokens"].level == pytest.approx(10_000)

@@ -40,6 +40,11 @@ REFILL_HORIZON = 1.0
 ADAPTIVE_MAX_IN_FLIGHT = 256
 #: Own spending is remembered this long, to reconcile it with the server's ``remaining``.
 _SPEND_MEMORY = 120.0
+#: Token estimates are calibrated over answers at least this far apart (requests sent close
+#: together may be charged in another order than they were sent); the first measurement, which
+#: replaces a mere guess, over a shorter stretch.
+_CALIBRATION_WINDOW = 1.0
+_FIRST_CALIBRATION_WINDOW = 0.25
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -167,7 +172,7 @@ class Pacer:
         self.concurrency = float(min(max(1, start_in_flight), self.max_in_flight))
         self.slow_start = self.concurrency < self.max_in_flight
         self.in_flight = 0
-        self.probing = probe_first  # until the first answer, one request at a time
+        self.probing = probe_first  # until the first success, one request at a time
         self.paused_until = 0.0
         self.last_cut = -math.inf
         self.last_success = now
@@ -178,8 +183,9 @@ class Pacer:
             self.client["tokens"] = TokenBucket.per_minute(tokens_per_minute, now)
         self.server: dict[str, TokenBucket] = {}
         self.token_scale = 1.0  # tokens the server charges per token estimated here
+        self._scale_measured = False
         self._recent: deque[Ticket] = deque()
-        self._last_answer: Ticket | None = None  # the latest-sent one with remaining tokens
+        self._last_answer: Ticket | None = None  # where the calibration window starts
 
     # -- admission -------------------------------------------------------------------------
 
@@ -234,7 +240,6 @@ class Pacer:
     def finish(self) -> None:
         """A request ended (answered, failed or cancelled)."""
         self.in_flight -= 1
-        self.probing = False
 
     # -- what answers teach ----------------------------------------------------------------
 
@@ -242,6 +247,7 @@ class Pacer:
         """An answer came back. ``inflated``: slower than the server's usual pace for its size,
         a sign that it queues requests, so the number in flight stops growing."""
         self._calibrate(ticket)
+        self.probing = False
         self.last_success = max(self.last_success, now)
         if inflated:
             self.slow_start = False
@@ -250,8 +256,16 @@ class Pacer:
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)
 
     def on_rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
-        """A 429: pause new requests for ``retry_after`` and cut the number in flight."""
+        """A 429: pause new requests for ``retry_after`` and cut the number in flight. The
+        server did not charge the refused request: its cost goes back to the buckets."""
         ticket.charged = False
+        for bucket in self._buckets("requests"):
+            bucket.level = min(bucket.capacity, bucket.level + 1)
+        for bucket in self.server_tokens():
+            bucket.level = min(bucket.capacity, bucket.level + self._charged(ticket.tokens))
+        if "tokens" in self.client:
+            client = self.client["tokens"]
+            client.level = min(client.capacity, client.level + ticket.tokens)
         self._calibrate(ticket)
         if retry_after is not None:
             self.paused_until = max(self.paused_until, now + retry_after)
@@ -284,8 +298,13 @@ class Pacer:
             self._learn_scale(tokens / answered.tokens)
 
     def _learn_scale(self, ratio: float) -> None:
-        """A moving average, so one odd measurement does not swing it."""
-        self.token_scale = min(4.0, max(0.25, 0.8 * self.token_scale + 0.2 * ratio))
+        """The first measurement replaces the guess; then a moving average, so one odd
+        measurement does not swing it."""
+        ratio = min(4.0, max(0.25, ratio))
+        if not self._scale_measured:
+            self.token_scale, self._scale_measured = ratio, True
+        else:
+            self.token_scale = 0.7 * self.token_scale + 0.3 * ratio
 
     def _calibrate(self, answered: Ticket) -> None:
         """Learn the scale from how the server's remaining tokens fell between the answers to
@@ -293,13 +312,16 @@ class Pacer:
         against what was estimated for them. Skipped while the bucket may have been full (a
         full bucket does not show what it would have refilled)."""
         last = self._last_answer
-        if answered.remaining_tokens is None or (last and answered.sent_at <= last.sent_at):
-            return
-        self._last_answer = answered
         bucket = self.server.get("tokens")
-        if last is None or last.remaining_tokens is None or bucket is None:
+        if answered.remaining_tokens is None or bucket is None:
+            return
+        if last is None or last.remaining_tokens is None:
+            self._last_answer = answered
             return
         elapsed = answered.sent_at - last.sent_at
+        if elapsed < (_CALIBRATION_WINDOW if self._scale_measured else _FIRST_CALIBRATION_WINDOW):
+            return
+        self._last_answer = answered
         if last.remaining_tokens + bucket.rate * elapsed >= 0.9 * bucket.capacity:
             return
         charged = last.remaining_tokens - answered.remaining_tokens + bucket.rate * elapsed
