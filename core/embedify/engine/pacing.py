@@ -199,12 +199,12 @@ class Pacer:
         """Seconds until a request of ``tokens`` (estimated) may start (0: now)."""
         delays = [self.paused_until - now]
         delays += [bucket.delay_for(1, now) for bucket in self._buckets("requests")]
-        delays += [bucket.delay_for(self._charged(tokens), now) for bucket in self.server_tokens()]
+        delays += [bucket.delay_for(self._charged(tokens), now) for bucket in self._server_tokens()]
         if "tokens" in self.client:
             delays.append(self.client["tokens"].delay_for(tokens, now))
         return max(0.0, *delays)
 
-    def server_tokens(self) -> list[TokenBucket]:
+    def _server_tokens(self) -> list[TokenBucket]:
         return [self.server["tokens"]] if "tokens" in self.server else []
 
     def _charged(self, tokens: float) -> float:
@@ -215,7 +215,7 @@ class Pacer:
         refills in ``REFILL_HORIZON`` seconds (``None``: no token limit known)."""
         budgets = [
             min(bucket.capacity, bucket.rate * REFILL_HORIZON) / self.token_scale
-            for bucket in self.server_tokens()
+            for bucket in self._server_tokens()
         ]
         if "tokens" in self.client:
             client = self.client["tokens"]
@@ -226,7 +226,7 @@ class Pacer:
         """A request of ``tokens`` (estimated) is being sent now."""
         for bucket in self._buckets("requests"):
             bucket.spend(1, now)
-        for bucket in self.server_tokens():
+        for bucket in self._server_tokens():
             bucket.spend(self._charged(tokens), now)
         if "tokens" in self.client:
             self.client["tokens"].spend(tokens, now)
@@ -261,7 +261,7 @@ class Pacer:
         ticket.charged = False
         for bucket in self._buckets("requests"):
             bucket.level = min(bucket.capacity, bucket.level + 1)
-        for bucket in self.server_tokens():
+        for bucket in self._server_tokens():
             bucket.level = min(bucket.capacity, bucket.level + self._charged(ticket.tokens))
         if "tokens" in self.client:
             client = self.client["tokens"]
