@@ -400,3 +400,17 @@ def test_a_refused_request_gives_its_cost_back() -> None:
     refused = p.start(9_000, now=0.0)
     p.on_rate_limited(refused, retry_after=None, now=0.0)
     assert p.server["tokens"].level == pytest.approx(10_000)
+
+
+def test_reported_usage_wins_over_what_headers_suggest() -> None:
+    p = pacer()
+    limit = {"x-ratelimit-limit-tokens": "60000"}
+    first = p.start(1000, now=0.0)
+    p.observe_usage(first, 500)  # exact: the server charged half the estimate
+    p.observe_headers({**limit, "x-ratelimit-remaining-tokens": "5000"}, 0.0, first)
+    p.on_success(first, now=0.0)
+    second = p.start(1000, now=2.0)  # remaining fell by 1000 more than refilled: another
+    p.observe_usage(second, 500)  # process spends on the key too, which usage is not about
+    p.observe_headers({**limit, "x-ratelimit-remaining-tokens": "5000"}, 2.0, second)
+    p.on_success(second, now=2.0)
+    assert p.token_scale == pytest.approx(0.5)

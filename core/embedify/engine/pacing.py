@@ -184,6 +184,7 @@ class Pacer:
         self.server: dict[str, TokenBucket] = {}
         self.token_scale = 1.0  # tokens the server charges per token estimated here
         self._scale_measured = False
+        self._usage_reported = False  # exact charges known: no need to infer them
         self._recent: deque[Ticket] = deque()
         self._last_answer: Ticket | None = None  # where the calibration window starts
 
@@ -295,6 +296,7 @@ class Pacer:
     def observe_usage(self, answered: Ticket, tokens: int) -> None:
         """The server says it charged ``tokens`` for ``answered``."""
         if answered.tokens > 0 and tokens > 0:
+            self._usage_reported = True
             self._learn_scale(tokens / answered.tokens)
 
     def _learn_scale(self, ratio: float) -> None:
@@ -310,10 +312,11 @@ class Pacer:
         """Learn the scale from how the server's remaining tokens fell between the answers to
         two requests: what it charged for the requests sent in between (less what it refilled)
         against what was estimated for them. Skipped while the bucket may have been full (a
-        full bucket does not show what it would have refilled)."""
+        full bucket does not show what it would have refilled). Only when the provider does not
+        report usage: another process sharing the key makes this over-estimate the charges."""
         last = self._last_answer
         bucket = self.server.get("tokens")
-        if answered.remaining_tokens is None or bucket is None:
+        if answered.remaining_tokens is None or bucket is None or self._usage_reported:
             return
         if last is None or last.remaining_tokens is None:
             self._last_answer = answered
