@@ -296,11 +296,13 @@ def test_slow_start_doubles_per_round_trip_until_the_ceiling() -> None:
     assert p.allowed_in_flight() == 100
 
 
-def test_queueing_answers_stop_the_growth() -> None:
+def test_queueing_answers_cut_concurrency_once_per_burst() -> None:
     p = pacer(start_in_flight=16, max_in_flight=256)
-    p.on_success(Ticket(0.0, 10), now=0.2, inflated=True)
+    for _ in range(10):  # a wave sent together, answered slowly: the server queues them
+        p.on_success(Ticket(0.0, 10), now=0.2, inflated=True)
+    assert p.allowed_in_flight() == 8
     p.on_success(Ticket(0.0, 10), now=0.2)
-    assert p.concurrency == pytest.approx(16 + 1 / 16)
+    assert p.concurrency == pytest.approx(8 + 1 / 8)  # no more slow start
 
 
 def test_retry_after_from_headers() -> None:

@@ -15,7 +15,8 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
 - the number of requests allowed in flight: for a remote model, the first request goes alone
   (its answer tells the limits and the latency); then AIMD: it doubles per round trip while
   answers stay fast (slow start), then grows by one per round trip, and halves once per burst
-  of 429s or timeouts (answers to requests sent before the last cut do not cut again).
+  of 429s, timeouts or answers slowed by queueing (answers to requests sent before the last
+  cut do not cut again).
 
 Nothing here sleeps or reads the time itself: every method takes ``now``, so decisions are
 tested with a fake clock.
@@ -245,13 +246,14 @@ class Pacer:
     # -- what answers teach ----------------------------------------------------------------
 
     def on_success(self, ticket: Ticket, now: float, *, inflated: bool = False) -> None:
-        """An answer came back. ``inflated``: slower than the server's usual pace for its size,
-        a sign that it queues requests, so the number in flight stops growing."""
+        """An answer came back. ``inflated``: much slower than the server's pace for its size,
+        a sign that requests wait in a queue there: more in flight would only wait longer (and
+        time out), so the number in flight is cut like after a 429."""
         self._calibrate(ticket)
         self.probing = False
         self.last_success = max(self.last_success, now)
         if inflated:
-            self.slow_start = False
+            self._cut(ticket.sent_at, now)
             return
         step = 1.0 if self.slow_start else 1.0 / self.concurrency
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)
