@@ -296,13 +296,15 @@ def test_slow_start_doubles_per_round_trip_until_the_ceiling() -> None:
     assert p.allowed_in_flight() == 100
 
 
-def test_queueing_answers_cut_concurrency_once_per_burst() -> None:
+def test_queueing_answers_hold_then_cut_concurrency_once_per_burst() -> None:
     p = pacer(start_in_flight=16, max_in_flight=256)
-    for _ in range(10):  # a wave sent together, answered slowly: the server queues them
-        p.on_success(Ticket(0.0, 10), now=0.2, inflated=True)
+    p.on_success(Ticket(0.0, 10), now=0.2, slowdown=3.0)  # queued a little: stop growing
+    assert p.concurrency == 16 and not p.slow_start
+    for _ in range(10):  # a wave sent together, answered very slowly: the server queues them
+        p.on_success(Ticket(0.1, 10), now=0.9, slowdown=6.0)
     assert p.allowed_in_flight() == 8
-    p.on_success(Ticket(0.0, 10), now=0.2)
-    assert p.concurrency == pytest.approx(8 + 1 / 8)  # no more slow start
+    p.on_success(Ticket(1.0, 10), now=1.2)
+    assert p.concurrency == pytest.approx(8 + 1 / 8)
 
 
 def test_retry_after_from_headers() -> None:
@@ -348,8 +350,9 @@ def test_deadlines_scale_with_request_size() -> None:
 
 def test_queueing_is_detected_from_latency() -> None:
     sizer = RequestSizer(adaptive=True, timeout=None)
-    assert not sizer.on_answer(latency=0.2, inputs=32, tokens=640, sent_at=0.0, now=0.2)
-    assert sizer.on_answer(latency=0.9, inputs=32, tokens=640, sent_at=0.0, now=1.0)
+    assert sizer.on_answer(latency=0.2, inputs=32, tokens=640, sent_at=0.0, now=0.2) == 1.0
+    slowdown = sizer.on_answer(latency=0.9, inputs=32, tokens=640, sent_at=0.0, now=1.0)
+    assert slowdown == pytest.approx(4.5)
 
 
 def test_413s_cap_inputs_per_request() -> None:

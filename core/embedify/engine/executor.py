@@ -9,7 +9,6 @@ are cancelled at once, so no request is sent after the job has failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import time
@@ -128,8 +127,13 @@ class Executor:
         return self.failures
 
     async def _wait(self, timeout: float | None) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
+        """Until something changes, or ``timeout``. (Not ``wait_for``: before Python 3.12 it
+        can swallow a cancellation that arrives as the event fires.)"""
+        waiter = asyncio.ensure_future(self.changed.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
 
     def _tokens(self, batch: Batch) -> int:
         return sum(self.work.tokens[index] for index in batch.indices)
@@ -190,14 +194,14 @@ class Executor:
             self.pacer.finish()
         now = self.clock()
         if outcome is None:
-            inflated = self.sizer.on_answer(
+            slowdown = self.sizer.on_answer(
                 latency=now - sent_at,
                 inputs=len(texts),
                 tokens=tokens,
                 sent_at=sent_at,
                 now=now,
             )
-            self.pacer.on_success(ticket, now, inflated=inflated)
+            self.pacer.on_success(ticket, now, slowdown=slowdown)
             if self.provider_dimension is None:
                 self.provider_dimension = int(vectors.shape[1])
             self.finished.update(batch.indices)

@@ -39,6 +39,10 @@ REFILL_HORIZON = 1.0
 #: Ceiling of requests in flight for natively async providers when the user sets none: limits
 #: of hosted APIs are requests and tokens per minute, which the buckets enforce, not connections.
 ADAPTIVE_MAX_IN_FLIGHT = 256
+#: Answers this many times slower than the server's pace for their size stop the growth of
+#: requests in flight, and cut it.
+QUEUEING_HOLD = 2.0
+QUEUEING_CUT = 4.0
 #: Own spending is remembered this long, to reconcile it with the server's ``remaining``.
 _SPEND_MEMORY = 120.0
 #: Token estimates are calibrated over answers at least this far apart (requests sent close
@@ -245,15 +249,18 @@ class Pacer:
 
     # -- what answers teach ----------------------------------------------------------------
 
-    def on_success(self, ticket: Ticket, now: float, *, inflated: bool = False) -> None:
-        """An answer came back. ``inflated``: much slower than the server's pace for its size,
-        a sign that requests wait in a queue there: more in flight would only wait longer (and
-        time out), so the number in flight is cut like after a 429."""
+    def on_success(self, ticket: Ticket, now: float, *, slowdown: float = 1.0) -> None:
+        """An answer came back, ``slowdown`` times slower than the server's pace for its size.
+        Twice as slow: requests wait in a queue there, so their number stops growing; four
+        times: more in flight only wait longer (and time out), so it is cut like after a 429.
+        (Network jitter alone seldom slows an answer that much.)"""
         self._calibrate(ticket)
         self.probing = False
         self.last_success = max(self.last_success, now)
-        if inflated:
+        if slowdown > QUEUEING_CUT:
             self._cut(ticket.sent_at, now)
+        if slowdown > QUEUEING_HOLD:
+            self.slow_start = False
             return
         step = 1.0 if self.slow_start else 1.0 / self.concurrency
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 
+from embedify.engine.pacing import QUEUEING_HOLD
+
 #: Inputs in the first requests to a server whose speed is unknown.
 INITIAL_INPUTS = 32
 #: Answers at least this fast let requests grow (per-request cost dominates).
 FAST_ANSWER = 2.0
 #: Answers slower than this make requests shrink.
 SLOW_ANSWER = 10.0
-#: An answer this many times slower than predicted for its size means the server queues.
-INFLATION = 2.0
 #: The engine's deadline: this many times the predicted latency, and at least MIN_TIMEOUT.
 TIMEOUT_FACTOR = 4.0
 MIN_TIMEOUT = 10.0
@@ -57,21 +57,23 @@ class RequestSizer:
 
     def on_answer(
         self, *, latency: float, inputs: int, tokens: int, sent_at: float, now: float
-    ) -> bool:
-        """Learn from an answer; True when it was inflated (the server queues requests)."""
+    ) -> float:
+        """Learn from an answer; return how many times slower it was than predicted for its
+        size (1.0 while nothing is known): well above 1, the server queues requests."""
         predicted = self.predict(tokens)
-        inflated = predicted is not None and latency > INFLATION * predicted
+        slowdown = 1.0 if predicted is None else latency / predicted
+        queued = slowdown > QUEUEING_HOLD
         self.fastest = latency if self.fastest is None else min(self.fastest, latency)
         per_token = latency / max(tokens, 1)
         if self.seconds_per_token is None or per_token < self.seconds_per_token:
             self.seconds_per_token = per_token
         if not self.adaptive or sent_at < self.last_change:
-            return inflated  # one change per round trip: answers to older sizes do not count
+            return slowdown  # one change per round trip: answers to older sizes do not count
         if latency > SLOW_ANSWER:
             self._set(max(1.0, inputs / 2), now)
-        elif latency <= FAST_ANSWER and not inflated and inputs >= self.max_inputs / 2:
+        elif latency <= FAST_ANSWER and not queued and inputs >= self.max_inputs / 2:
             self._set(self.max_inputs * 2, now)
-        return inflated
+        return slowdown
 
     def on_timeout(self, *, inputs: int, now: float) -> None:
         self._set(max(1.0, min(self.max_inputs, inputs / 2)), now)
