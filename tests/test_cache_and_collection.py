@@ -9,7 +9,9 @@ import pytest
 import embedify
 from embedify.cache import EmbeddingCache
 from embedify.collection import Collection
-from embedify.errors import ConfigurationError
+from embedify.errors import ConfigurationError, InputTooLongError
+from embedify.fake import FakeEmbeddingModel
+from embedify.testing import EmbeddingServer, HttpFakeModel, LoopbackServer
 
 
 def test_cache_hits_are_exact_and_keyed_by_fingerprint(tmp_path: Path) -> None:
@@ -59,3 +61,77 @@ def test_collection_refuses_another_model(tmp_path: Path) -> None:
     Collection(tmp_path / "col.sqlite3", embedify.get_model("fake:32")).upsert([("a", "x", {})])
     with pytest.raises(ConfigurationError, match="not comparable"):
         Collection(tmp_path / "col.sqlite3", embedify.get_model("fake:16"))
+
+
+# -- the cache never returns a wrong vector ---------------------------------------------------
+
+LONG = " ".join(f"w{i}" for i in range(3000))  # over fake's 512-token limit, distinct words
+
+
+class NativelyTruncating(FakeEmbeddingModel):
+    truncates_natively = True  # the provider is sent the whole text and the policy
+
+    def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
+        side = self.options.truncate
+        cut = [" ".join(t.split()[:100] if side == "end" else t.split()[-100:]) for t in texts]
+        return super().embed_batch(cut, role)
+
+
+@pytest.mark.parametrize("model_class", [FakeEmbeddingModel, NativelyTruncating])
+def test_cache_keys_hold_what_was_sent(
+    tmp_path: Path, model_class: type[FakeEmbeddingModel]
+) -> None:
+    path = tmp_path / "c.sqlite3"
+    end = model_class("32", cache=path, truncate="end").embed_with_report([LONG])
+    start = model_class("32", cache=path, truncate="start").embed_with_report([LONG])
+    assert start.report.cached == 0
+    assert not np.allclose(end.vectors, start.vectors)
+    with pytest.raises(InputTooLongError):
+        model_class("32", cache=path, truncate="error").embed([LONG])
+    again = model_class("32", cache=path, truncate="end").embed_with_report([LONG])
+    assert again.report.cached == 1 and np.array_equal(again.vectors, end.vectors)
+
+
+def test_cache_keys_hold_the_endpoint_not_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with LoopbackServer(EmbeddingServer()) as one, LoopbackServer(EmbeddingServer()) as two:
+        HttpFakeModel(base_url=one.url, cache=path).embed(["hello"])
+        other_server = HttpFakeModel(base_url=two.url, cache=path).embed_with_report(["hello"])
+        other_key = HttpFakeModel(base_url=one.url, cache=path, api_key="sk-other")
+        assert HttpFakeModel(base_url=one.url).info.fingerprint() == other_key.info.fingerprint()
+    assert other_server.report.cached == 0
+
+
+class LearnsItsDimension(HttpFakeModel):
+    dimension = None  # like openai:<model> behind a base_url: known from the first answer
+
+
+def test_a_learned_dimension_keeps_one_fingerprint(tmp_path: Path) -> None:
+    texts = [f"text {i}" for i in range(20)]
+    with LoopbackServer(EmbeddingServer()) as server:
+        model = LearnsItsDimension(base_url=server.url, cache=tmp_path / "c.sqlite3")
+        before = model.info.fingerprint()
+        collection = Collection(tmp_path / "col.sqlite3", model)
+        collection.upsert([(f"id{i}", text, {}) for i, text in enumerate(texts)])
+        assert model.dimension == 32 and model.info.fingerprint() == before
+        assert model.embed_with_report(texts).report.cached == len(texts)
+        Collection(tmp_path / "col.sqlite3", model)  # reopened by the same model: accepted
+        assert len(server.requests) == 1
+
+
+class CompatibleServer(embedify.EmbeddingModel):
+    """Sends ``dimensions`` natively, and returns vectors that are not unit-length."""
+
+    supports_dimensions = True
+    dimension = 8
+
+    def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
+        size = self.options.dimensions or 8
+        return np.full((len(texts), size), 3.0, dtype=np.float32)
+
+
+def test_dimensions_sent_to_a_server_are_renormalised_unless_asked_not_to() -> None:
+    vectors = CompatibleServer("m", dimensions=4).embed(["x"])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    raw = CompatibleServer("m", dimensions=4, normalize=False).embed(["x"])
+    assert np.allclose(raw, 3.0)

@@ -1,135 +1,156 @@
-"""The engine against a loopback HTTP server: limits, retries, throttling, splitting,
-truncation, failures and resumption, driven through the example Acme plugin's real client."""
+"""The engine over real HTTP, against the core's own fake server (embedify.testing.http_fake):
+limits, retries, rate limits, splitting, truncation, stopping, resumption."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from embedify_acme.server import API_KEY, AcmeServer, vector_for
 
 import embedify
-from embedify.engine import plan_batches
+from embedify.cache import EmbeddingCache
 from embedify.errors import (
     AuthenticationError,
     BadResponseError,
+    ConfigurationError,
+    ConnectionFailedError,
     EmbeddingJobError,
     InputTooLongError,
     InvalidRequestError,
+    QuotaExceededError,
 )
-from embedify.testing import LoopbackServer
+from embedify.testing import EmbeddingServer, HttpFakeModel, LoopbackServer, Request, Response
+from embedify.testing.http_fake import vector_for
 
 
-def acme_model(server: LoopbackServer, **options: Any) -> embedify.EmbeddingModel:
-    return embedify.get_model(
-        "acme:acme-embed-mini", base_url=server.url, api_key=API_KEY, **options
-    )
+@pytest.fixture
+def fake() -> EmbeddingServer:
+    return EmbeddingServer()
+
+
+@pytest.fixture
+def server(fake: EmbeddingServer) -> Iterator[LoopbackServer]:
+    with LoopbackServer(fake) as running:
+        yield running
 
 
 def expected(texts: list[str], role: str = "document") -> np.ndarray:
-    return np.array([vector_for(role, t, 64) for t in texts], dtype=np.float32)
+    return np.stack([vector_for(role, text) for text in texts])
 
 
 def varied_texts(count: int) -> list[str]:
     return [f"text {i} " + "word " * (i % 40) for i in range(count)]
 
 
-def test_plan_respects_every_limit_and_fills_concurrency() -> None:
-    tokens = [((i * 37) % 300) + 1 for i in range(5000)]
-    plan = plan_batches(tokens, max_inputs=2048, max_tokens=30_000, concurrency=16)
-    assert sorted(i for batch in plan for i in batch) == list(range(5000))
-    assert all(len(batch) <= 2048 for batch in plan)
-    assert all(sum(tokens[i] for i in batch) <= 30_000 for batch in plan)
-    assert len(plan) >= 16  # every slot gets work
+def sent_inputs(server: LoopbackServer) -> list[list[str]]:
+    return [r.json()["inputs"] for r in server.requests if r.path == "/embed"]
 
 
 def test_storm_of_429_and_503_keeps_every_row_in_order() -> None:
-    behaviour = AcmeServer(error_rate=0.02, rate_limit_every=7, retry_after="0.01", seed=3)
-    texts = varied_texts(5000)
-    with LoopbackServer(behaviour) as server:
-        result = acme_model(server, max_concurrency=16, batch_size=16).embed_with_report(texts)
+    fake = EmbeddingServer(error_rate=0.02, rate_limit_every=7, retry_after="0.01", seed=3)
+    texts = varied_texts(3000)
+    with LoopbackServer(fake) as server:
+        result = HttpFakeModel(base_url=server.url, batch_size=16).embed_with_report(texts)
     assert np.allclose(result.vectors, expected(texts), atol=1e-6)
-    assert result.report.rate_limited > 0 and result.report.retries >= result.report.rate_limited
-    assert 429 in behaviour.statuses and 503 in behaviour.statuses
     assert result.report.failed == 0
+    assert result.report.rate_limited == fake.statuses.count(429) > 0
+    assert 503 in fake.statuses
 
 
-def test_retry_after_is_honoured() -> None:
-    behaviour = AcmeServer(rate_limit_every=1, retry_after="0.4")
-    arrivals: list[float] = []
-
-    def handler(request: Any) -> Any:
-        arrivals.append(time.monotonic())
-        if len(arrivals) > 1:
-            behaviour.rate_limit_every = 0
-        return behaviour(request)
-
-    with LoopbackServer(handler) as server:
-        result = acme_model(server).embed_with_report(["one text"])
-    assert result.report.rate_limited == 1
-    assert arrivals[1] - arrivals[0] >= 0.4
-
-
-def test_dropped_connections_are_retried(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, behaviour = acme
-    behaviour.drop_first = 2
-    result = acme_model(server).embed_with_report(["a text", "another text"])
-    assert np.allclose(result.vectors, expected(["a text", "another text"]), atol=1e-6)
-    assert result.report.retries >= 1
-
-
-def test_too_large_batches_are_split(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, behaviour = acme
-    behaviour.max_batch = 10  # the server is stricter than the 64 the plugin declares
-    texts = varied_texts(200)
-    result = acme_model(server, max_concurrency=2).embed_with_report(texts)
+def test_a_rate_limited_server_is_paced_not_hammered() -> None:
+    # 1,000 tokens per second, and a bucket that holds one second of them (stricter than the
+    # per-minute limit the headers announce): the engine must learn the level from the headers.
+    fake = EmbeddingServer(tokens_per_minute=60_000, requests_per_minute=6000, bucket_seconds=1)
+    texts = [f"text {i} " + "word " * 18 for i in range(120)]  # 2,400 server tokens
+    with LoopbackServer(fake) as server:
+        result = HttpFakeModel(base_url=server.url).embed_with_report(texts)
+    assert result.report.failed == 0
     assert np.allclose(result.vectors, expected(texts), atol=1e-6)
-    assert max(behaviour.batch_sizes) <= 10 and result.report.splits > 0
+    assert fake.statuses.count(429) <= 0.1 * len(fake.statuses)
 
 
-def test_over_long_input_error_names_index_and_sends_nothing(
-    acme: tuple[LoopbackServer, AcmeServer],
-) -> None:
-    server, _ = acme
+def test_retries_that_never_happened_are_not_counted(server: LoopbackServer) -> None:
+    server.fail_next(Response(503, {"error": {"message": "down"}}, headers={"Retry-After": "900"}))
+    with pytest.raises(EmbeddingJobError) as caught:
+        HttpFakeModel(base_url=server.url).embed(["one text"])
+    assert caught.value.report.retries == 0 and caught.value.report.requests == 1
+
+
+def test_dropped_connections_are_retried(server: LoopbackServer, fake: EmbeddingServer) -> None:
+    fake.drop_first = 2
+    result = HttpFakeModel(base_url=server.url, max_concurrency=1).embed_with_report(["a", "b"])
+    assert np.allclose(result.vectors, expected(["a", "b"]), atol=1e-6)
+    assert result.report.retries == 2
+
+
+def test_name_resolution_fails_after_one_retry_naming_the_host() -> None:
+    model = HttpFakeModel(base_url="http://no-such-host.invalid:8080")
+    with pytest.raises(EmbeddingJobError) as caught:
+        model.embed(["one", "two", "three"])
+    assert caught.value.report.requests == 2
+    error = next(iter(caught.value.failures.values()))
+    assert isinstance(error, ConnectionFailedError) and error.name_resolution
+    assert "no-such-host.invalid" in str(caught.value)
+
+
+def test_too_large_batches_are_split(server: LoopbackServer, fake: EmbeddingServer) -> None:
+    fake.max_batch = 10  # the server is stricter than the 256 the client declares
+    texts = varied_texts(200)
+    result = HttpFakeModel(base_url=server.url, max_concurrency=2).embed_with_report(texts)
+    assert np.allclose(result.vectors, expected(texts), atol=1e-6)
+    assert max(fake.batch_sizes) <= 10 and result.report.splits > 0
+
+
+def test_a_timed_out_batch_is_split_not_sent_again_unchanged() -> None:
+    fake = EmbeddingServer(latency_per_token=0.01)  # 10 ms per word
+    texts = [f"text {i} " + "word " * 8 for i in range(16)]  # 10 words each
+    with LoopbackServer(fake) as server:
+        model = HttpFakeModel(base_url=server.url, timeout=0.5, max_concurrency=1)
+        result = model.embed_with_report(texts)
+        batches = [tuple(inputs) for inputs in sent_inputs(server)]
+    assert result.report.failed == 0 and result.report.splits >= 1
+    assert np.allclose(result.vectors, expected(texts), atol=1e-6)
+    assert len(batches) == len(set(batches))  # no request was sent twice
+
+
+def test_over_long_input_error_names_index_and_sends_nothing(server: LoopbackServer) -> None:
     texts = ["short", "long " * 2000, "short too"]
     with pytest.raises(InputTooLongError, match=r"input 1 has \d+ tokens") as caught:
-        acme_model(server, truncate="error").embed(texts)
+        HttpFakeModel(base_url=server.url, truncate="error").embed(texts)
     assert caught.value.index == 1 and caught.value.tokens and caught.value.tokens > 512
     assert server.requests == []
 
 
-def test_over_long_input_is_truncated_and_reported(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, behaviour = acme
+def test_over_long_input_is_truncated_and_reported(
+    server: LoopbackServer, fake: EmbeddingServer
+) -> None:
     # 600 one-letter words: under the client's estimate of 512 tokens, over the server's limit.
     texts = ["fine", "a " * 600, "also fine"]
-    result = acme_model(server, truncate="end").embed_with_report(texts)
+    result = HttpFakeModel(base_url=server.url).embed_with_report(texts)
     assert result.report.truncated == [1]
-    assert 400 in behaviour.statuses
-    sent = [r.json()["inputs"] for r in server.requests if r.json() and "inputs" in r.json()]
-    assert all(len(t.split()) <= 512 for batch in sent[-1:] for t in batch)
+    assert 400 in fake.statuses
+    assert all(len(text.split()) <= 512 for text in sent_inputs(server)[-1])
     assert np.allclose(result.vectors[[0, 2]], expected(["fine", "also fine"]), atol=1e-6)
 
 
 def test_server_side_too_long_with_truncate_error_fails_only_that_item(
-    acme: tuple[LoopbackServer, AcmeServer],
+    server: LoopbackServer,
 ) -> None:
-    server, _ = acme
     with pytest.raises(EmbeddingJobError) as caught:
-        acme_model(server, truncate="error").embed(["fine", "a " * 600])
+        HttpFakeModel(base_url=server.url, truncate="error").embed(["fine", "a " * 600])
     assert list(caught.value.failures) == [1]
     assert isinstance(caught.value.failures[1], InputTooLongError)
     assert np.allclose(caught.value.partial[0], expected(["fine"])[0], atol=1e-6)
 
 
-def test_bad_key_stops_the_job_without_retries(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, _ = acme
-    model = embedify.get_model(
-        "acme:acme-embed-mini", base_url=server.url, api_key="nope", max_concurrency=1, batch_size=5
-    )
+def test_bad_key_stops_the_job_without_retries(server: LoopbackServer) -> None:
+    model = HttpFakeModel(base_url=server.url, api_key="nope", max_concurrency=1, batch_size=5)
     with pytest.raises(EmbeddingJobError) as caught:
         model.embed(varied_texts(50))
     assert len(server.requests) == 1  # ten batches planned, one sent
@@ -137,13 +158,59 @@ def test_bad_key_stops_the_job_without_retries(acme: tuple[LoopbackServer, AcmeS
     assert "nope" not in str(caught.value)
 
 
+def test_exhausted_quota_cancels_requests_in_flight() -> None:
+    fake = EmbeddingServer()
+    quota = Response(429, {"error": {"message": "quota", "code": "insufficient_quota"}})
+
+    def handler(request: Request) -> Response:
+        count = len(server.requests)
+        if count == 3:
+            quota.delay = 0.1
+            return quota
+        response = fake(request)
+        response.delay = 0 if count == 1 else 1.0
+        return response
+
+    with LoopbackServer(handler) as server:
+        model = HttpFakeModel(base_url=server.url, max_concurrency=4, batch_size=2)
+        with pytest.raises(EmbeddingJobError) as caught:
+            model.embed(varied_texts(40))
+        sent = len(server.requests)
+        time.sleep(1.2)  # anything still running would send its next request by now
+        assert len(server.requests) == sent == 5  # the probe, then four in flight
+    assert all(isinstance(e, QuotaExceededError) for e in caught.value.failures.values())
+    # the three requests in flight were cancelled, not awaited: only the probe's rows are kept
+    assert (~np.isnan(caught.value.partial).any(axis=1)).sum() == 2
+
+
+def test_a_job_stopping_error_stops_every_other_request() -> None:
+    calls = 0
+
+    class LosesItsKey(embedify.EmbeddingModel):
+        dimension = 4
+
+        async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise ConfigurationError("the key was revoked")
+            await asyncio.sleep(0.05)
+            return np.ones((len(texts), 4), dtype=np.float32)
+
+    model = LosesItsKey("m", max_concurrency=2, batch_size=1)
+    with pytest.raises(ConfigurationError, match="revoked"):
+        model.embed([f"text {i}" for i in range(30)])
+    after_raise = calls
+    time.sleep(0.3)
+    assert calls == after_raise <= 4
+
+
 def test_failures_keep_successes_and_a_rerun_resumes_from_cache(
-    acme: tuple[LoopbackServer, AcmeServer],
+    server: LoopbackServer, fake: EmbeddingServer, tmp_path: Path
 ) -> None:
-    server, behaviour = acme
-    behaviour.reject_word = "poison"
+    fake.reject_word = "poison"
     texts = [f"clean text {i}" for i in range(40)] + ["poison pill"]
-    model = acme_model(server, cache=True, batch_size=4)
+    model = HttpFakeModel(base_url=server.url, cache=tmp_path / "c.sqlite3", batch_size=4)
     with pytest.raises(EmbeddingJobError) as caught:
         model.embed(texts)
     error = caught.value
@@ -152,77 +219,97 @@ def test_failures_keep_successes_and_a_rerun_resumes_from_cache(
     assert np.allclose(error.partial[:40], expected(texts[:40]), atol=1e-6)
     assert np.isnan(error.partial[40]).all()
 
-    behaviour.reject_word = None
+    fake.reject_word = None
     before = len(server.requests)
-    result = acme_model(server, cache=True).embed_with_report(texts)
+    rerun = HttpFakeModel(base_url=server.url, cache=tmp_path / "c.sqlite3")
+    result = rerun.embed_with_report(texts)
     assert result.report.cached == 40 and result.report.embedded == 1
-    assert len(server.requests) - before == 1
+    assert sent_inputs(server)[before:] == [["poison pill"]]
     assert np.allclose(result.vectors, expected(texts), atol=1e-6)
 
 
-def test_malformed_response_is_a_clear_error(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, behaviour = acme
-    behaviour.malformed = True
+async def test_an_interrupted_job_resumes_with_only_what_was_not_cached(
+    tmp_path: Path,
+) -> None:
+    fake = EmbeddingServer(latency=0.1)
+    texts = [f"passage number {i}" for i in range(60)]
+    path = tmp_path / "c.sqlite3"
+    with LoopbackServer(fake) as server:
+        model = HttpFakeModel(base_url=server.url, cache=path, max_concurrency=2, batch_size=5)
+        job = asyncio.ensure_future(model.aembed(texts))
+        while EmbeddingCache.open(path).stats()["entries"] < 10:  # two requests stored
+            await asyncio.sleep(0.01)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        cached = EmbeddingCache.open(path).stats()["entries"]
+        assert 0 < cached < len(texts)
+        again = HttpFakeModel(base_url=server.url, cache=path)
+        result = await again.aembed_with_report(texts)
+    assert result.report.cached == cached
+    assert result.report.embedded == len(texts) - cached  # sent: only what was not cached
+    assert np.allclose(result.vectors, expected(texts), atol=1e-6)
+
+
+def test_malformed_response_is_a_clear_error(server: LoopbackServer) -> None:
+    server.fail_next(Response(200, {"embeddings": [[0.0] * 32]}))
     with pytest.raises(EmbeddingJobError) as caught:
-        acme_model(server, max_concurrency=1).embed(["one", "two", "three"])
+        HttpFakeModel(base_url=server.url, max_concurrency=1).embed(["one", "two", "three"])
     failure = caught.value.failures[0]
     assert isinstance(failure, BadResponseError) and "for 3 inputs" in str(failure)
 
 
-def test_duplicates_are_sent_once(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, behaviour = acme
+def test_duplicates_are_sent_once(server: LoopbackServer, fake: EmbeddingServer) -> None:
     texts = ["same", "other", "same", "same"]
-    result = acme_model(server).embed_with_report(texts)
-    assert sum(behaviour.batch_sizes) == 2 and result.report.deduplicated == 2
+    result = HttpFakeModel(base_url=server.url).embed_with_report(texts)
+    assert sum(fake.batch_sizes) == 2 and result.report.deduplicated == 2
     assert np.allclose(result.vectors, expected(texts), atol=1e-6)
 
 
-def test_roles_reach_the_wire(acme: tuple[LoopbackServer, AcmeServer]) -> None:
-    server, _ = acme
-    model = acme_model(server)
+def test_roles_reach_the_wire(server: LoopbackServer) -> None:
+    model = HttpFakeModel(base_url=server.url)
     model.embed_query("where is the cat?")
     model.embed_documents(["the cat is on the mat"])
-    assert [r.json()["input_type"] for r in server.requests] == ["query", "document"]
+    assert [r.json()["role"] for r in server.requests] == ["query", "document"]
 
 
-def test_concurrency_is_bounded_and_used() -> None:
-    in_flight = 0
-    peak = 0
+def concurrency_peak(**options: Any) -> tuple[int, int]:
+    """(most requests the server saw at once, requests) for 400 texts."""
+    in_flight = peak = 0
     lock = threading.Lock()
-    behaviour = AcmeServer()
+    fake = EmbeddingServer()
 
-    def handler(request: Any) -> Any:
+    def handler(request: Request) -> Response:
         nonlocal in_flight, peak
         with lock:
             in_flight += 1
             peak = max(peak, in_flight)
         time.sleep(0.05)
         try:
-            return behaviour(request)
+            return fake(request)
         finally:
             with lock:
                 in_flight -= 1
 
     with LoopbackServer(handler) as server:
-        acme_model(server, max_concurrency=4).embed(varied_texts(400))
-    assert peak == 4
+        HttpFakeModel(base_url=server.url, **options).embed(varied_texts(400))
+    return peak, len(fake.batch_sizes)
 
 
-def test_rate_limits_lower_concurrency() -> None:
-    behaviour = AcmeServer(rate_limit_every=3, retry_after="0.01")
-    with LoopbackServer(behaviour) as server:
-        model = acme_model(server, max_concurrency=16, batch_size=2)
-        model.embed(varied_texts(100))
-    assert model._engine_state.throttle.limit < 16
+def test_concurrency_is_bounded_and_used() -> None:
+    assert concurrency_peak(max_concurrency=4)[0] == 4
 
 
-async def test_sync_api_works_inside_a_running_loop(
-    acme: tuple[LoopbackServer, AcmeServer],
-) -> None:
-    server, _ = acme
-    vectors = acme_model(server).embed(["inside a notebook"])  # sync call, loop running
+def test_concurrency_grows_past_the_default_while_answers_stay_fast() -> None:
+    peak, requests = concurrency_peak()
+    assert peak > HttpFakeModel.default_max_concurrency
+    assert requests > HttpFakeModel.default_max_concurrency
+
+
+async def test_sync_api_works_inside_a_running_loop(server: LoopbackServer) -> None:
+    vectors = HttpFakeModel(base_url=server.url).embed(["inside a notebook"])  # loop running
     assert np.allclose(vectors, expected(["inside a notebook"]), atol=1e-6)
-    async_vectors = await acme_model(server).aembed(["inside a notebook"])
+    async_vectors = await HttpFakeModel(base_url=server.url).aembed(["inside a notebook"])
     assert np.allclose(async_vectors, vectors)
 
 
@@ -248,12 +335,18 @@ async def test_local_models_do_not_block_the_event_loop() -> None:
     assert ticks >= 10
 
 
-def test_client_side_request_budget_spaces_requests(
-    acme: tuple[LoopbackServer, AcmeServer],
-) -> None:
-    server, _ = acme
-    model = acme_model(server, requests_per_minute=2, batch_size=1, max_concurrency=4)
-    state_throttle = None
-    model.embed(["first", "second"])
-    state_throttle = model._engine_state.throttle
-    assert state_throttle.delay_before(1) > 50  # a third request must wait for the window
+def test_client_side_budget_spaces_requests(server: LoopbackServer) -> None:
+    model = HttpFakeModel(base_url=server.url, requests_per_minute=60, batch_size=1)
+    model.embed([f"text {i}" for i in range(62)])
+    arrivals = [request.received for request in server.requests]
+    assert arrivals[59] - arrivals[0] < 1.0 <= arrivals[61] - arrivals[0]  # a minute's burst
+    assert arrivals[61] - arrivals[60] >= 0.9  # then one per second
+
+
+def test_engine_state_is_not_written_onto_the_model(server: LoopbackServer) -> None:
+    model = HttpFakeModel(base_url=server.url)
+    before = dict(vars(model))
+    model.embed(["a"])
+    assert {k: v for k, v in vars(model).items() if k != "dimension"} == {
+        k: v for k, v in before.items() if k != "dimension"
+    }

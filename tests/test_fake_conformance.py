@@ -11,5 +11,4 @@ class TestFakeProvider(ConformanceSuite):
 
     @pytest.fixture
     def error_cases(self):  # type: ignore[no-untyped-def]
-        too_wide = embedify.get_model("fake:8", dimensions=16)
-        return [(lambda: too_wide.embed(["text"]), embedify.ConfigurationError)]
+        return [(lambda: embedify.get_model("fake:8", dimensions=16), embedify.ConfigurationError)]

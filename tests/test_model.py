@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import embedify
-from embedify.errors import ConfigurationError
+from embedify.errors import ConfigurationError, InvalidInputError
 from embedify.fake import FakeEmbeddingModel
 
 
@@ -58,12 +58,46 @@ def test_bad_options_get_clear_messages() -> None:
         embedify.get_model("fake", truncate="middle")
 
 
-def test_fixed_dimension_models_refuse_dimensions() -> None:
+def test_fixed_dimension_models_refuse_dimensions_when_built() -> None:
     class Fixed(FakeEmbeddingModel):
         matryoshka = False
 
     with pytest.raises(ConfigurationError, match="not a Matryoshka model"):
-        Fixed("32", dimensions=8).embed(["x"])
+        Fixed("32", dimensions=8)
+
+
+class Offers(FakeEmbeddingModel):
+    allowed_dimensions = (8, 16)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Offers("32", dimensions=12), "does not offer dimensions=12"),
+        (lambda: embedify.get_model("fake:32", dimensions=3000), "dimensions=3000 is more"),
+        (lambda: embedify.get_model("fake:0"), "a whole number >= 1"),
+        (lambda: embedify.get_model("fake", max_concurrency=-1), "max_concurrency"),
+        (lambda: embedify.get_model("fake", rate_limit_timeout=0), "rate_limit_timeout"),
+    ],
+)
+def test_options_are_checked_when_the_model_is_built(build: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        build()
+
+
+def test_an_unusable_cache_path_is_refused_when_the_model_is_built(tmp_path: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"cache=.*is a folder"):
+        embedify.get_model("fake", cache=tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigurationError, match=r"cache=.*cannot create the folder"):
+        embedify.get_model("fake", cache=blocker / "cache.sqlite3")
+
+
+def test_info_never_reports_a_dimension_the_model_cannot_give() -> None:
+    assert embedify.get_model("fake:32", dimensions=8).info.output_dimension == 8
+    with pytest.raises(ConfigurationError):
+        embedify.get_model("fake:32", dimensions=64)
 
 
 def test_matryoshka_dimensions_are_cut_and_renormalised() -> None:
@@ -81,12 +115,38 @@ def test_capabilities_are_known_before_the_first_call() -> None:
 
 def test_input_mistakes_name_the_input() -> None:
     model = embedify.get_model("fake")
-    with pytest.raises(ConfigurationError, match="input 1 is empty"):
+    with pytest.raises(InvalidInputError, match="input 1 is empty"):
         model.embed(["fine", "  "])
     with pytest.raises(TypeError, match="input 0 is a int"):
         model.embed([3])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="input 0 is bytes; decode it first"):
+        model.embed([b"raw"])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="set, which has no defined order"):
+        model.embed({"a", "b"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="input 0 holds a lone surrogate"):
+        model.embed(["bad \udc80"])
     with pytest.raises(TypeError, match="not one string"):
         model.embed_documents("a whole document")
+    with pytest.raises(InvalidInputError, match="use embed_documents"):
+        model.embed_query(["two", "queries"])  # type: ignore[arg-type]
+
+
+async def test_as_list_on_every_embedding_method() -> None:
+    model = embedify.get_model("fake:8")
+    one, many = "a text", ["a text", "another"]
+    results = [
+        model.embed(one, as_list=True),
+        model.embed(many, as_list=True),
+        model.embed_documents(many, as_list=True),
+        model.embed_query(one, as_list=True),
+        await model.aembed(many, as_list=True),
+        await model.aembed_documents(many, as_list=True),
+        await model.aembed_query(one, as_list=True),
+    ]
+    for result in results:
+        assert isinstance(result, list)
+        assert all(isinstance(x, float) for x in np.ravel(np.array(result, dtype=object)))
+    assert np.allclose(results[3], model.embed_query(one))
 
 
 def test_secrets_never_show() -> None:

@@ -10,7 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embedify.engine import EmbeddingResult, ItemReport, Report
+    from embedify.engine.pacing import (
+        observe_rate_limit_headers,
+        observe_usage,
+        retry_after_from_headers,
+    )
     from embedify.errors import (
         AuthenticationError,
         BadResponseError,
@@ -20,12 +24,14 @@ if TYPE_CHECKING:
         EmbeddingJobError,
         EmbedifyError,
         InputTooLongError,
+        InvalidInputError,
         InvalidRequestError,
         ModelNotFoundError,
         PermanentError,
         ProviderError,
         QuotaExceededError,
         RateLimitError,
+        RequestTimeoutError,
         TransientError,
         UnknownModelError,
         error_for_status,
@@ -43,8 +49,8 @@ if TYPE_CHECKING:
         estimate_tokens,
     )
     from embedify.registry import get_model, register_model
+    from embedify.report import EmbeddingResult, ItemReport, Report
     from embedify.similarity import cosine_similarity, similarity, top_k
-    from embedify.throttle import observe_rate_limit_headers, retry_after_from_headers
 
 # Attributes load on first use, so ``import embedify`` stays fast and imports no numpy,
 # pydantic or provider SDK until something needs them.
@@ -56,13 +62,14 @@ _LAZY = {
     "ConnectionFailedError": "embedify.errors",
     "EmbeddingJobError": "embedify.errors",
     "EmbeddingModel": "embedify.model",
-    "EmbeddingResult": "embedify.engine",
+    "EmbeddingResult": "embedify.report",
     "EmbedifyError": "embedify.errors",
     "HTTPEmbeddingModel": "embedify.http",
     "HTTPOptions": "embedify.http",
     "InputTooLongError": "embedify.errors",
+    "InvalidInputError": "embedify.errors",
     "InvalidRequestError": "embedify.errors",
-    "ItemReport": "embedify.engine",
+    "ItemReport": "embedify.report",
     "Limits": "embedify.model",
     "ModelInfo": "embedify.model",
     "ModelNotFoundError": "embedify.errors",
@@ -72,8 +79,9 @@ _LAZY = {
     "QuotaExceededError": "embedify.errors",
     "ROLES": "embedify.model",
     "RateLimitError": "embedify.errors",
+    "RequestTimeoutError": "embedify.errors",
     "RemoteOptions": "embedify.model",
-    "Report": "embedify.engine",
+    "Report": "embedify.report",
     "Role": "embedify.model",
     "TransientError": "embedify.errors",
     "UnknownModelError": "embedify.errors",
@@ -82,9 +90,10 @@ _LAZY = {
     "estimate_tokens": "embedify.model",
     "get_model": "embedify.registry",
     "hookimpl": "embedify.hookspecs",
-    "observe_rate_limit_headers": "embedify.throttle",
+    "observe_rate_limit_headers": "embedify.engine.pacing",
+    "observe_usage": "embedify.engine.pacing",
     "register_model": "embedify.registry",
-    "retry_after_from_headers": "embedify.throttle",
+    "retry_after_from_headers": "embedify.engine.pacing",
     "similarity": "embedify.similarity",
     "top_k": "embedify.similarity",
 }
@@ -116,6 +125,7 @@ __all__ = [
     "HTTPEmbeddingModel",
     "HTTPOptions",
     "InputTooLongError",
+    "InvalidInputError",
     "InvalidRequestError",
     "ItemReport",
     "Limits",
@@ -128,6 +138,7 @@ __all__ = [
     "RateLimitError",
     "RemoteOptions",
     "Report",
+    "RequestTimeoutError",
     "Role",
     "TransientError",
     "UnknownModelError",
@@ -137,6 +148,7 @@ __all__ = [
     "get_model",
     "hookimpl",
     "observe_rate_limit_headers",
+    "observe_usage",
     "register_model",
     "retry_after_from_headers",
     "similarity",

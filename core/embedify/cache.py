@@ -1,8 +1,10 @@
 """A persistent embedding cache in SQLite, safe to share between processes.
 
-Keys are a hash of the model fingerprint, the role and the text, so changing anything that
-changes the vectors (model, revision, dimensions, normalisation, role mapping) misses the cache
-instead of returning stale vectors. The engine writes each finished request in its own
+Keys are a hash of the model fingerprint, the role and the text as it was sent (cut when it
+was over the model's limit; with the truncate policy for providers that cut inputs
+themselves), so changing anything that changes the vectors (model, revision, endpoint,
+dimensions, normalisation, role mapping, truncation) misses the cache instead of returning
+another vector. The engine writes each finished request in its own
 transaction, so an interrupted job loses at most the requests in flight.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from embedify.config import cache_dir
+from embedify.errors import ConfigurationError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -43,7 +46,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class EmbeddingCache:
-    """Vectors by (model fingerprint, role, text)."""
+    """Vectors by (model fingerprint, role, text sent)."""
 
     _open: dict[Path, EmbeddingCache] = {}
     _open_lock = threading.Lock()
@@ -62,13 +65,20 @@ class EmbeddingCache:
         path = path.expanduser().resolve()
         with cls._open_lock:
             if path not in cls._open:
-                cls._open[path] = cls(path)
+                try:
+                    cls._open[path] = cls(path)
+                except (OSError, sqlite3.Error) as error:
+                    raise ConfigurationError(
+                        f"cache={str(where)!r}: cannot open {path} as a cache ({error})."
+                    ) from None
             return cls._open[path]
 
     @staticmethod
-    def key(fingerprint: str, role: str, text: str) -> bytes:
+    def key(fingerprint: str, role: str, text: str, variant: str = "") -> bytes:
+        """The key of ``text`` embedded for ``role`` by the model with ``fingerprint``;
+        ``variant`` names anything else the provider was sent that changes the vector."""
         digest = hashlib.sha256()
-        for part in (fingerprint, role, text):
+        for part in (fingerprint, role, text, *([variant] if variant else [])):
             encoded = part.encode("utf-8")
             digest.update(len(encoded).to_bytes(8, "little"))
             digest.update(encoded)

@@ -1,8 +1,8 @@
 """Error types shared by the engine and every provider.
 
 Providers translate their SDK's exceptions into these, so the engine can decide, in one place,
-what to retry (``TransientError``), what to split (``BatchTooLargeError``), what to truncate
-(``InputTooLongError``) and what to give up on (``PermanentError``).
+what to retry (``TransientError``), what to split (``BatchTooLargeError``, a timed-out
+request), what to truncate (``InputTooLongError``) and what to give up on (``PermanentError``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from embedify.engine import Report
+    from embedify.report import Report
 
 
 class EmbedifyError(Exception):
@@ -26,6 +26,11 @@ class ConfigurationError(EmbedifyError, ValueError):
 
 class UnknownModelError(ConfigurationError, LookupError):
     """A model name did not resolve to a registered provider or model."""
+
+
+class InvalidInputError(ConfigurationError, TypeError):
+    """An input text cannot be embedded (wrong type, empty, lone surrogate); the message names
+    its index and the fix. A ``TypeError`` too, for callers that catch that."""
 
 
 class ProviderError(EmbedifyError):
@@ -47,7 +52,8 @@ class TransientError(ProviderError):
 
 
 class RateLimitError(TransientError):
-    """The provider asked us to slow down (429). The engine also lowers its concurrency."""
+    """The provider asked us to slow down (429). The engine waits and paces; a job fails on
+    rate limits only after ``rate_limit_timeout`` seconds without a successful request."""
 
 
 class RequestTimeoutError(TransientError):
@@ -140,11 +146,13 @@ def error_for_status(
 ) -> ProviderError:
     """The usual meaning of an HTTP status, for providers to refine by the error body.
 
-    429 rate limit, 408/409/5xx transient, 401/403 authentication, 404 unknown model,
+    429 rate limit, 504 timeout, 408/409/5xx transient, 401/403 authentication, 404 unknown model,
     413 batch too large, any other 4xx an invalid request.
     """
     if status == 429:
         return RateLimitError(message, status=status, retry_after=retry_after)
+    if status == 504:
+        return RequestTimeoutError(message, status=status, retry_after=retry_after)
     if status in (408, 409) or status >= 500:
         return TransientError(message, status=status, retry_after=retry_after)
     if status in (401, 403):

@@ -12,14 +12,16 @@ import re
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from embedify.errors import ConfigurationError
 from embedify.model import EmbeddingModel, Limits, ModelOptions, Role, Vectors
 
 _WORD = re.compile(r"\w+")
 
 
 class FakeOptions(ModelOptions):
-    max_concurrency: int | None = 1
+    max_concurrency: int | None = Field(1, gt=0, description="Most requests in flight.")
 
 
 class FakeEmbeddingModel(EmbeddingModel):
@@ -41,7 +43,10 @@ class FakeEmbeddingModel(EmbeddingModel):
     def __init__(self, model_id: str | None = None, **options: object) -> None:
         super().__init__(model_id, **options)
         if not self.model_id.isdigit() or int(self.model_id) < 1:
-            raise ValueError(f"fake model ids are dimensions like 'fake:64', not {self.model_id!r}")
+            raise ConfigurationError(
+                f"fake's model id is its dimension, a whole number >= 1 like 'fake:64'; "
+                f"got {self.model_id!r}."
+            )
         self.dimension = int(self.model_id)
 
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:

@@ -9,23 +9,24 @@ engine's job, so every provider gets them the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from embedify.errors import ConfigurationError
+from embedify.errors import ConfigurationError, InvalidInputError
+from embedify.report import Vectors as Vectors
 
 if TYPE_CHECKING:
-    from embedify.engine import EmbeddingResult
+    from embedify.report import EmbeddingResult
 
 Role = Literal["document", "query", "classification", "clustering"]
 ROLES: tuple[Role, ...] = ("document", "query", "classification", "clustering")
 Truncate = Literal["error", "end", "start"]
-Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
 
 class ModelOptions(BaseModel):
@@ -45,7 +46,14 @@ class ModelOptions(BaseModel):
         "end", description="Over-long inputs: 'error', or cut at the 'end' or the 'start'."
     )
     timeout: float | None = Field(60.0, gt=0, description="Seconds per request.")
-    max_retries: int = Field(6, ge=0, description="Retries of a transient failure.")
+    max_retries: int = Field(
+        6, ge=0, description="Retries of an error (5xx, timeout, dropped connection); 429s apart."
+    )
+    rate_limit_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds of 429s with no successful request before a job fails.",
+    )
     requests_per_minute: float | None = Field(None, gt=0, description="Client-side RPM budget.")
     tokens_per_minute: float | None = Field(None, gt=0, description="Client-side TPM budget.")
     cache: bool | Path | None = Field(
@@ -97,20 +105,30 @@ class ModelInfo(BaseModel):
     output_dtypes: tuple[str, ...]
     exact_token_count: bool
     max_concurrency: int
+    endpoint: str | None = None
+    learned_dimension: bool = False
 
     def fingerprint(self) -> str:
-        """Stable identity of the vectors this model produces (keys the cache and collections)."""
+        """Stable identity of the vectors this model produces (keys the cache and collections).
+
+        It holds the endpoint (a base URL or deployment, never a key): two servers may serve
+        different weights under one model name. A dimension learned from the first answer is
+        left out, so the same model object keeps one fingerprint before and after its first
+        call; the cache checks vector lengths instead.
+        """
         import hashlib
         import json
 
-        identity = {
+        identity: dict[str, Any] = {
             "provider": self.provider,
             "model_id": self.model_id,
             "revision": self.revision,
-            "dimension": self.output_dimension,
+            "dimension": None if self.learned_dimension else self.output_dimension,
             "normalized": self.normalized,
             "roles": dict(sorted(self.roles.items())),
         }
+        if self.endpoint is not None:
+            identity["endpoint"] = self.endpoint
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         return f"{self.provider}:{self.model_id}@{digest[:16]}"
 
@@ -151,6 +169,9 @@ class EmbeddingModel:
     exact_token_count: bool = False  # count_tokens uses the model's own tokenizer
     revision: str | None = None
 
+    _init_depth = 0  # constructors running on this instance (the options are checked after)
+    _declared_dimension: int | None = None
+
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         resolved = model_id or self.default_model_id
         if not resolved:
@@ -160,7 +181,8 @@ class EmbeddingModel:
             self.options = self.options_class(**options)
         except ValidationError as error:
             raise ConfigurationError(_explain_options(type(self).__name__, error)) from None
-        self._engine_state: Any = None
+        if self._init_depth == 0:  # a subclass without its own __init__
+            self._built()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -169,6 +191,43 @@ class EmbeddingModel:
             and cls.aembed_batch is EmbeddingModel.aembed_batch
         ):
             raise TypeError(f"{cls.__name__} must implement embed_batch or aembed_batch.")
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked_after(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def _built(self) -> None:
+        """Check the options once the outermost constructor is done, so a mistake is an error
+        when the model is built rather than at its first call."""
+        self._declared_dimension = self.dimension
+        problem = self.dimensions_problem()
+        if problem:
+            raise ConfigurationError(problem)
+        _check_cache_option(self.options.cache)
+
+    def dimensions_problem(self) -> str | None:
+        """Why the ``dimensions`` option cannot be served (``None``: it can, or is unset)."""
+        requested = self.options.dimensions
+        if requested is None:
+            return None
+        if self.allowed_dimensions is not None and requested not in self.allowed_dimensions:
+            return (
+                f"{self!r} does not offer dimensions={requested}; "
+                f"allowed: {', '.join(map(str, self.allowed_dimensions))}."
+            )
+        if self.dimension is not None and requested > self.dimension:
+            return f"dimensions={requested} is more than {self!r}'s native {self.dimension}."
+        if not (self.supports_dimensions or self.matryoshka):
+            return (
+                f"{self!r} has a fixed output dimension ({self.dimension}) and is not a "
+                "Matryoshka model, so cutting its vectors would make them meaningless; drop the "
+                "dimensions option."
+            )
+        return None
+
+    @property
+    def endpoint(self) -> str | None:
+        """Where the model is served (base URL, deployment), for the fingerprint; never a key."""
+        base_url = getattr(self.options, "base_url", None)
+        return str(base_url) if base_url else None
 
     # -- what a provider implements ------------------------------------------------------------
 
@@ -225,10 +284,16 @@ class EmbeddingModel:
             limits=self.limits,
             roles=dict(self.role_mapping),
             native_async=type(self).aembed_batch is not EmbeddingModel.aembed_batch,
-            normalized=bool(self.options.normalize) or self.normalized,
+            normalized=bool(self.options.normalize)
+            or self.normalized
+            or (self.options.dimensions is not None and self.options.normalize is not False),
             output_dtypes=self.output_dtypes,
             exact_token_count=self.exact_token_count,
             max_concurrency=self.options.max_concurrency or self.default_max_concurrency,
+            endpoint=self.endpoint,
+            learned_dimension=self._declared_dimension is None
+            and self.dimension is not None
+            and self.options.dimensions is None,
         )
 
     def __repr__(self) -> str:
@@ -250,23 +315,49 @@ class EmbeddingModel:
     def embed(
         self, texts: str | Sequence[str], role: Role = "document", *, as_list: bool = False
     ) -> Vectors | list[Any]:
-        """Embed ``texts`` for ``role``: a ``(n, d)`` float32 array, or ``(d,)`` for one string."""
+        """Embed ``texts`` for ``role``: a ``(n, d)`` float32 array, or ``(d,)`` for one string;
+        nested lists of floats with ``as_list=True``."""
         result = self.embed_with_report(_as_batch(texts), role)
         return _shape(result.vectors, single=isinstance(texts, str), as_list=as_list)
 
-    def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        """Embed passages to be searched (``role="document"``)."""
-        return self.embed(_reject_str(texts), "document")
+    @overload
+    def embed_documents(
+        self, texts: Sequence[str], *, as_list: Literal[False] = ...
+    ) -> Vectors: ...
+    @overload
+    def embed_documents(self, texts: Sequence[str], *, as_list: Literal[True]) -> list[Any]: ...
 
-    def embed_query(self, text: str) -> Vectors:
+    def embed_documents(
+        self, texts: Sequence[str], *, as_list: bool = False
+    ) -> Vectors | list[Any]:
+        """Embed passages to be searched (``role="document"``)."""
+        result = self.embed_with_report(_reject_str(texts), "document")
+        return _shape(result.vectors, single=False, as_list=as_list)
+
+    @overload
+    def embed_query(self, text: str, *, as_list: Literal[False] = ...) -> Vectors: ...
+    @overload
+    def embed_query(self, text: str, *, as_list: Literal[True]) -> list[Any]: ...
+
+    def embed_query(self, text: str, *, as_list: bool = False) -> Vectors | list[Any]:
         """Embed one search query (``role="query"``); returns a ``(d,)`` vector."""
-        return self.embed(text, "query")
+        result = self.embed_with_report([_one_query(text)], "query")
+        return _shape(result.vectors, single=True, as_list=as_list)
 
     def embed_with_report(self, texts: Sequence[str], role: Role = "document") -> EmbeddingResult:
-        """Like ``embed``, and also return the :class:`~embedify.engine.Report` of the job."""
+        """Like ``embed``, and also return the :class:`~embedify.Report` of the job."""
         from embedify.engine import run_sync
 
         return run_sync(self.aembed_with_report(texts, role))
+
+    @overload
+    async def aembed(
+        self, texts: str | Sequence[str], role: Role = ..., *, as_list: Literal[False] = ...
+    ) -> Vectors: ...
+    @overload
+    async def aembed(
+        self, texts: str | Sequence[str], role: Role = ..., *, as_list: Literal[True]
+    ) -> list[Any]: ...
 
     async def aembed(
         self, texts: str | Sequence[str], role: Role = "document", *, as_list: bool = False
@@ -275,16 +366,31 @@ class EmbeddingModel:
         result = await self.aembed_with_report(_as_batch(texts), role)
         return _shape(result.vectors, single=isinstance(texts, str), as_list=as_list)
 
-    async def aembed_documents(self, texts: Sequence[str]) -> Vectors:
+    @overload
+    async def aembed_documents(
+        self, texts: Sequence[str], *, as_list: Literal[False] = ...
+    ) -> Vectors: ...
+    @overload
+    async def aembed_documents(
+        self, texts: Sequence[str], *, as_list: Literal[True]
+    ) -> list[Any]: ...
+
+    async def aembed_documents(
+        self, texts: Sequence[str], *, as_list: bool = False
+    ) -> Vectors | list[Any]:
         """Async ``embed_documents``."""
         result = await self.aembed_with_report(_reject_str(texts), "document")
-        return result.vectors
+        return _shape(result.vectors, single=False, as_list=as_list)
 
-    async def aembed_query(self, text: str) -> Vectors:
+    @overload
+    async def aembed_query(self, text: str, *, as_list: Literal[False] = ...) -> Vectors: ...
+    @overload
+    async def aembed_query(self, text: str, *, as_list: Literal[True]) -> list[Any]: ...
+
+    async def aembed_query(self, text: str, *, as_list: bool = False) -> Vectors | list[Any]:
         """Async ``embed_query``."""
-        result = await self.aembed_with_report([text], "query")
-        vector: Vectors = result.vectors[0]
-        return vector
+        result = await self.aembed_with_report([_one_query(text)], "query")
+        return _shape(result.vectors, single=True, as_list=as_list)
 
     async def aembed_with_report(
         self, texts: Sequence[str], role: Role = "document"
@@ -305,11 +411,61 @@ def _as_batch(texts: str | Sequence[str]) -> Sequence[str]:
 
 def _reject_str(texts: Sequence[str]) -> Sequence[str]:
     if isinstance(texts, str):
-        raise TypeError(
+        raise InvalidInputError(
             "embed_documents takes a list of texts, not one string; "
             "wrap it in a list or call embed(text)."
         )
     return texts
+
+
+def _one_query(text: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(
+            f"embed_query takes one string, not a {type(text).__name__}; "
+            "for several texts use embed_documents(texts) or embed(texts, 'query')."
+        )
+    return text
+
+
+def _checked_after(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a subclass constructor so the options are checked when the outermost one returns."""
+
+    @functools.wraps(init)
+    def checked_init(self: EmbeddingModel, *args: Any, **kwargs: Any) -> None:
+        depth = self._init_depth
+        self._init_depth = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self._init_depth = depth
+        if depth == 0:
+            self._built()
+
+    return checked_init
+
+
+def _check_cache_option(where: bool | Path | None) -> None:
+    """A ``cache=`` path that cannot hold a cache is a configuration error, found at once."""
+    if not where:
+        return
+    from embedify.cache import default_cache_path
+
+    path = default_cache_path() if where is True else Path(str(where)).expanduser()
+    problem = None
+    if path.is_dir():
+        problem = "is a folder; give a file path, e.g. cache='embeddings.sqlite3'"
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            problem = f"cannot create the folder {path.parent} ({error.strerror or error})"
+        else:
+            if not os.access(path.parent, os.W_OK) or (
+                path.exists() and not os.access(path, os.R_OK | os.W_OK)
+            ):
+                problem = "is not writable"
+    if problem:
+        raise ConfigurationError(f"cache={str(where)!r}: {path} {problem}.")
 
 
 def _shape(vectors: Vectors, *, single: bool, as_list: bool) -> Vectors | list[Any]:

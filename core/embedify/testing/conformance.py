@@ -14,6 +14,11 @@ your provider (pointed at a loopback server for remote ones)::
         def error_cases(self, server):  # optional: calls that must fail, and the expected error
             bad_key = get_model("myprovider:small", base_url=server.url, api_key="bad")
             return [(lambda: bad_key.embed(["text"]), AuthenticationError)]
+
+A remote provider's fake served by :class:`~embedify.testing.LoopbackServer` also gets the
+suite's wire faults, whatever ``error_cases`` says: a 429 with ``Retry-After``, a 503, a 413 and
+a dropped connection are injected in front of its handler, and the job must come through them
+(which it does only when the provider translates them into embedify's error types).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pytest
 
 from embedify.errors import EmbeddingJobError, EmbedifyError
 from embedify.model import EmbeddingModel, Role
+from embedify.testing.loopback import LoopbackServer, Response
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -36,6 +42,10 @@ TEXTS = [
 UNICODE = ["naïve café déjà vu", "日本語のテキストです", "emoji 🙂🚀 and Ελληνικά"]
 
 MakeModel = Callable[..., EmbeddingModel]
+_ERROR_BODY = {
+    "error": {"message": "injected by the conformance suite", "type": "error", "code": None},
+    "message": "injected by the conformance suite",
+}
 
 
 def _observed_batches(model: EmbeddingModel) -> list[int]:
@@ -146,3 +156,46 @@ class ConformanceSuite:
             error = caught.value
             if isinstance(error, EmbeddingJobError):
                 assert all(isinstance(e, expected) for e in error.failures.values()), error
+
+    # -- wire faults, injected in front of the provider's loopback fake ------------------------
+
+    def _serving(self, model: EmbeddingModel) -> list[LoopbackServer]:
+        model.embed(["warm-up: the provider's first request (and prepare) go through"])
+        servers = LoopbackServer.running()
+        if not servers:
+            pytest.skip("the model sends no requests to a LoopbackServer: no wire to fault")
+        return servers
+
+    def _inject(self, servers: list[LoopbackServer], response: Response) -> None:
+        for server in servers:
+            server.fail_next(response)
+
+    def test_rate_limit_waits_out_retry_after(self, make_model: MakeModel) -> None:
+        model = make_model()
+        servers = self._serving(model)
+        before = {id(s): len(s.requests) for s in servers}
+        self._inject(servers, Response(429, _ERROR_BODY, headers={"Retry-After": "1"}))
+        result = model.embed_with_report([f"{text} (after a 429)" for text in TEXTS])
+        assert result.report.failed == 0
+        assert result.report.rate_limited == 1, "a 429 must become embedify.RateLimitError"
+        arrivals = [r.received for s in servers for r in s.requests[before[id(s)] :]]
+        assert max(arrivals) - min(arrivals) >= 1.0, "Retry-After must reach the engine"
+
+    def test_server_error_is_retried(self, make_model: MakeModel) -> None:
+        model = make_model()
+        self._inject(self._serving(model), Response(503, _ERROR_BODY))
+        result = model.embed_with_report([f"{text} (after a 503)" for text in TEXTS])
+        assert result.report.failed == 0 and result.report.retries == 1
+
+    def test_too_large_request_is_split(self, make_model: MakeModel) -> None:
+        model = make_model(batch_size=len(TEXTS), max_concurrency=1)
+        self._inject(self._serving(model), Response(413, _ERROR_BODY))
+        result = model.embed_with_report([f"{text} (after a 413)" for text in TEXTS])
+        assert result.report.failed == 0, "a 413 must become embedify.BatchTooLargeError"
+        assert result.report.splits >= 1
+
+    def test_dropped_connection_is_retried(self, make_model: MakeModel) -> None:
+        model = make_model()
+        self._inject(self._serving(model), Response(drop=True))
+        result = model.embed_with_report([f"{text} (after a drop)" for text in TEXTS])
+        assert result.report.failed == 0 and result.report.retries >= 1

@@ -12,7 +12,9 @@ point the real client library at ``server.url``::
         model = get_model("myprovider:small", base_url=server.url)
 
 A response can be delayed (``delay``) or the connection dropped without an answer (``drop``).
-Only 127.0.0.1 is ever bound.
+``server.fail_next(response, times)`` answers the next requests with ``response`` instead of
+the handler's (the conformance suite injects 429s, 413s and dropped connections this way into
+any provider's fake). Only 127.0.0.1 is ever bound.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +41,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    received: float = field(default_factory=time.monotonic)  # when the server read it
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -67,10 +71,13 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 that answers with ``handler``; records requests."""
 
+    _running: weakref.WeakSet[LoopbackServer] = weakref.WeakSet()
+
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._injected: list[Response] = []
         self._server = _Server(("127.0.0.1", 0), self._request_handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -82,11 +89,29 @@ class LoopbackServer:
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
+        LoopbackServer._running.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        LoopbackServer._running.discard(self)
         self._server.shutdown()
         self._server.server_close()
+
+    @classmethod
+    def running(cls) -> list[LoopbackServer]:
+        """The servers of this process that are serving now."""
+        return list(cls._running)
+
+    def fail_next(self, response: Response, times: int = 1) -> None:
+        """Answer the next ``times`` requests with ``response``, whatever the handler says."""
+        with self._lock:
+            self._injected.extend([response] * times)
+
+    def _respond(self, request: Request) -> Response:
+        with self._lock:
+            self.requests.append(request)
+            injected = self._injected.pop(0) if self._injected else None
+        return injected if injected is not None else self.handler(request)
 
     def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -107,9 +132,7 @@ class LoopbackServer:
                     {k.lower(): v for k, v in self.headers.items()},
                     self.rfile.read(length) if length else b"",
                 )
-                with server._lock:
-                    server.requests.append(request)
-                response = server.handler(request)
+                response = server._respond(request)
                 if response.delay:
                     time.sleep(response.delay)
                 if response.drop:

@@ -1,0 +1,216 @@
+"""One embedding job, start to finish: check, deduplicate, cut, look up the cache, send what is
+left through the executor, store each finished request at once, assemble the vectors.
+
+The engine's state for a model (its pacer and request sizer, shared by all its jobs) lives
+here, keyed by the model object and dropped with it; nothing is written onto the model.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embedify.engine import planning, policy
+from embedify.engine.executor import Executor, Work
+from embedify.engine.pacing import ADAPTIVE_MAX_IN_FLIGHT, Pacer
+from embedify.engine.sizing import RequestSizer
+from embedify.engine.vectors import finished, output_dimensions
+from embedify.errors import ConfigurationError, EmbeddingJobError
+from embedify.report import EmbeddingResult, ItemReport, Report
+
+if TYPE_CHECKING:
+    from embedify.cache import EmbeddingCache
+    from embedify.model import EmbeddingModel, Role, Vectors
+
+#: Jobs with fewer inputs to send than this never show a progress bar.
+PROGRESS_MIN_ITEMS = 32
+
+
+@dataclass
+class ModelState:
+    """What the engine learned about one model: rate limits, concurrency, request sizes."""
+
+    pacer: Pacer
+    sizer: RequestSizer
+
+
+_states: dict[int, ModelState] = {}
+
+
+def model_state(model: EmbeddingModel) -> ModelState | None:
+    """The engine's state for ``model`` (``None`` before its first job)."""
+    return _states.get(id(model))
+
+
+async def _state_for(model: EmbeddingModel) -> ModelState:
+    state = _states.get(id(model))
+    if state is not None:
+        return state
+    await model.prepare()  # first job: the provider may learn its limits here
+    info, options = model.info, model.options
+    if options.max_concurrency is not None:
+        ceiling = options.max_concurrency
+    else:
+        ceiling = ADAPTIVE_MAX_IN_FLIGHT if info.native_async else info.max_concurrency
+    state = ModelState(
+        Pacer(
+            start_in_flight=info.max_concurrency,
+            max_in_flight=ceiling,
+            requests_per_minute=options.requests_per_minute,
+            tokens_per_minute=options.tokens_per_minute,
+            probe_first=info.native_async,
+            now=time.monotonic(),
+        ),
+        RequestSizer(
+            adaptive=info.native_async and options.batch_size is None,
+            timeout=options.timeout,
+        ),
+    )
+    key = id(model)
+    _states[key] = state
+    weakref.finalize(model, _states.pop, key, None)
+    return state
+
+
+async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> EmbeddingResult:
+    """Run one embedding job for ``model``; see the module docstring."""
+    texts = planning.validated_texts(texts)
+    if role not in model.role_mapping:
+        raise ConfigurationError(
+            f"{model!r} has no {role!r} role; it offers: {', '.join(model.role_mapping)}."
+        )
+    state = await _state_for(model)
+    provider_dimension, output_dimension = output_dimensions(model)
+    options = model.options
+    report = Report(items=[ItemReport() for _ in texts], exact_tokens=model.exact_token_count)
+
+    unique, repeats = planning.deduplicate(texts)
+    for index, first in repeats.items():
+        report.items[index].duplicate_of = first
+    counts = model.count_tokens([texts[index] for index in unique]) if unique else []
+    cuts = planning.over_long_inputs(
+        unique,
+        counts,
+        limit=model.limits.max_tokens_per_input,
+        truncate=options.truncate,
+        model_name=repr(model),
+    )
+    work = Work(texts={}, tokens={})
+    for index, count in zip(unique, counts):
+        cut = cuts.get(index)
+        report.items[index].tokens = cut.tokens if cut else count
+        report.items[index].truncated = cut is not None
+        work.tokens[index] = report.items[index].tokens
+        if cut is None or model.truncates_natively:
+            work.texts[index] = texts[index]
+        else:
+            work.texts[index] = model.truncate_text(texts[index], cut.tokens, cut.side)
+
+    done: dict[int, Vectors] = {}
+    cache = _cache(model, unique, work, role, output_dimension, done, report)
+
+    def store(batch: list[int], raw: Vectors) -> None:
+        vectors = finished(raw, model, output_dimension)
+        if model.dimension is None:
+            model.dimension = int(raw.shape[1])
+        for index, vector in zip(batch, vectors):
+            done[index] = vector
+        if cache is not None:
+            cache.put(batch, vectors)
+        if progress is not None:
+            progress.update(len(batch))
+
+    todo = [index for index in unique if index not in done]
+    failures = {}
+    progress: Any = None
+    if todo:
+        if options.show_progress and len(todo) >= PROGRESS_MIN_ITEMS:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(todo), desc="embedding", unit="text")
+        max_inputs = model.limits.max_inputs_per_request
+        if options.batch_size:
+            max_inputs = min(max_inputs or options.batch_size, options.batch_size)
+        executor = Executor(
+            model,
+            role,
+            work,
+            report,
+            pacer=state.pacer,
+            sizer=state.sizer,
+            settings=policy.Settings(
+                max_retries=options.max_retries,
+                rate_limit_timeout=options.rate_limit_timeout,
+                truncate=options.truncate,
+                max_tokens_per_input=model.limits.max_tokens_per_input,
+            ),
+            provider_dimension=provider_dimension,
+            max_inputs=max_inputs,
+            on_done=store,
+        )
+        try:
+            failures = await executor.run(sorted(todo, key=lambda i: -work.tokens[i]))
+        finally:
+            if progress is not None:
+                progress.close()
+
+    width = output_dimension or next((len(v) for v in done.values()), 0)
+    vectors = np.full((len(texts), width), np.nan, dtype=np.float32)
+    for index, vector in done.items():
+        vectors[index] = vector
+    for index, first in repeats.items():
+        vectors[index] = vectors[first]
+        report.items[index].failed = report.items[first].failed
+        if first in failures:
+            failures[index] = failures[first]
+    if failures:
+        raise EmbeddingJobError(failures, vectors, report)
+    return EmbeddingResult(vectors, report)
+
+
+class _JobCache:
+    """The cache, as one job uses it: keys on the text actually sent (cut or not), the role,
+    and the model's fingerprint (provider, model, revision, endpoint, dimension, roles)."""
+
+    def __init__(self, cache: EmbeddingCache, model: EmbeddingModel, role: str, work: Work):
+        self.cache = cache
+        self.fingerprint = model.info.fingerprint()
+        # A provider that cuts inputs itself is sent the full text and the truncate policy.
+        self.policy = f"truncate={model.options.truncate}" if model.truncates_natively else ""
+        self.role = role
+        self.work = work
+
+    def key(self, index: int) -> bytes:
+        return self.cache.key(self.fingerprint, self.role, self.work.texts[index], self.policy)
+
+    def put(self, batch: list[int], vectors: Vectors) -> None:
+        self.cache.put_many([self.key(index) for index in batch], vectors)
+
+
+def _cache(
+    model: EmbeddingModel,
+    unique: list[int],
+    work: Work,
+    role: str,
+    output_dimension: int | None,
+    done: dict[int, Vectors],
+    report: Report,
+) -> _JobCache | None:
+    """Open the cache when the model has one, and take what it holds into ``done``."""
+    if not model.options.cache or not unique:
+        return None
+    from embedify.cache import EmbeddingCache
+
+    cache = _JobCache(EmbeddingCache.open(model.options.cache), model, role, work)
+    found = cache.cache.get_many([cache.key(index) for index in unique])
+    for index, vector in zip(unique, found):
+        if vector is None or (output_dimension is not None and len(vector) != output_dimension):
+            continue
+        done[index] = vector
+        report.items[index].cached = True
+    return cache

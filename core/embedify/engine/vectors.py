@@ -1,0 +1,64 @@
+"""Checking what a provider returned, and shaping it into what the caller asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embedify.errors import BadResponseError, ConfigurationError
+from embedify.model import EmbeddingModel, Vectors
+
+
+def checked(vectors: Any, count: int, dimension: int | None, model: EmbeddingModel) -> Vectors:
+    """``vectors`` as float32 ``(count, dimension)``, or a ``BadResponseError`` saying why not."""
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise BadResponseError(
+            f"{model!r} returned something that is not numbers: {error}"
+        ) from None
+    if array.ndim != 2 or array.shape[0] != count:
+        raise BadResponseError(
+            f"{model!r} returned shape {array.shape} for {count} inputs; expected ({count}, d)."
+        )
+    if dimension is not None and array.shape[1] != dimension:
+        raise BadResponseError(
+            f"{model!r} returned {array.shape[1]}-dimensional vectors; expected {dimension}."
+        )
+    if not np.isfinite(array).all():
+        raise BadResponseError(f"{model!r} returned NaN or infinite values.")
+    return array
+
+
+def l2_normalize(array: Vectors) -> Vectors:
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    result: Vectors = (array / norms).astype(np.float32, copy=False)
+    return result
+
+
+def output_dimensions(model: EmbeddingModel) -> tuple[int | None, int | None]:
+    """(dimension the provider returns, dimension the caller gets). The model checked the
+    ``dimensions`` option when it was built; this is the backstop for limits learned later."""
+    requested = model.options.dimensions
+    if requested is None:
+        return model.dimension, model.dimension
+    problem = model.dimensions_problem()
+    if problem:
+        raise ConfigurationError(problem)
+    if model.info.dimensions_mode == "matryoshka":
+        return model.dimension, requested
+    return requested, requested
+
+
+def finished(vectors: Vectors, model: EmbeddingModel, output_dimension: int | None) -> Vectors:
+    """Cut Matryoshka vectors to the requested size, and normalise where the caller expects it:
+    ``normalize=True``, a cut, or ``dimensions`` sent to a server (OpenAI's own vectors are
+    unit-length at any size; compatible servers may not be), unless ``normalize=False``."""
+    normalize = model.options.normalize
+    if output_dimension is not None and vectors.shape[1] > output_dimension:
+        return l2_normalize(vectors[:, :output_dimension])
+    if normalize or (normalize is None and model.options.dimensions is not None):
+        return l2_normalize(vectors)
+    return vectors
