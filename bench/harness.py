@@ -222,7 +222,10 @@ def installed(*modules: str) -> bool:
     """Whether a peer's modules import (checked in a subprocess-free way: find_spec)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(module) is not None for module in modules)
+    try:
+        return all(importlib.util.find_spec(module) is not None for module in modules)
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
 
 
 def header(title: str) -> None:

@@ -33,7 +33,6 @@ A wrapper for, say, Sentence-Transformers::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import json
@@ -53,7 +52,6 @@ ThisModel = TypeVar("ThisModel", bound="WrappedEmbeddingModel[Any]")
 # Setting names holding any of these are left out of the fingerprint.
 _SECRET_WORDS = ("key", "token", "secret", "password")
 # Text embedded once before the first cached job, to learn the dimension (see ``prepare``).
-_PROBE_TEXT = "dimension probe"
 
 
 class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta):
@@ -123,14 +121,6 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
     def embed_wrapped(self, texts: list[str], role: Role) -> Any:
         """Embed ``texts`` for ``role`` through the framework: one vector per text, in any
         array-like form (a list of lists of floats, an array)."""
-
-    async def prepare(self) -> None:
-        """With a cache, learn the dimension before the first job: it is part of the
-        fingerprint that keys the cache, which must not change after the first answer."""
-        if self.options.cache and self.dimension is None:
-            vectors = await asyncio.to_thread(self.embed_batch, [_PROBE_TEXT], "document")
-            if vectors.ndim == 2:
-                self.dimension = int(vectors.shape[1])
 
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:
         try:

@@ -123,7 +123,6 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
             update={"prompts": {**(self.options.prompts or {}), **prompts}}
         )
         view._use_prompts({**self.prompts, **prompts})
-        view._engine_state = None
         return view
 
     def _role_prompts(self) -> dict[str, str]:

@@ -135,9 +135,14 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
             raise self.transport_error(error) from None
         self.check_response(raw.status_code, raw.headers, None, "")
         try:  # read the JSON ourselves: the SDK's model building costs more than the request
-            items = json.loads(raw.http_response.content)["data"]
+            body = json.loads(raw.http_response.content)
+            items = body["data"]
         except (ValueError, KeyError, TypeError) as error:
             raise errors.BadResponseError(f"unreadable embeddings response: {error}") from None
+        usage = body.get("usage") or {}
+        if isinstance(usage.get("prompt_tokens"), int):
+            # What the key was charged: keeps the token bucket exact when processes share a key.
+            embedify.observe_usage(usage["prompt_tokens"])
         return decode(items, len(texts))
 
     def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
