@@ -10,9 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
+from embedify_openai.testing import API_KEY, FakeOpenAI
 from embedify_ray import embed_dataset, embed_file
 
 from embedify import get_model
+from embedify.testing import LoopbackServer
 
 ROWS = 10_000
 
@@ -32,7 +34,7 @@ def texts(count: int) -> list[str]:
 def test_embed_dataset_keeps_ids_and_gives_the_in_process_vectors() -> None:
     corpus = texts(ROWS)
     ds = ray.data.from_items([{"id": i, "text": text} for i, text in enumerate(corpus)])
-    out = embed_dataset(ds, "fake:32", batch_size=1_000).to_arrow_refs()
+    out = embed_dataset(ds, "fake:32", rows_per_call=1_000).to_arrow_refs()
     table = pa.concat_tables(ray.get(out))
     assert table.column("id").to_pylist() == list(range(ROWS))
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
@@ -48,3 +50,27 @@ def test_cli_path_on_ray_writes_what_the_in_process_path_writes(tmp_path: Path) 
     assert on_ray.embedded_rows == local.embedded_rows == ROWS
     for part in sorted((tmp_path / "local").glob("part-*.parquet")):
         assert pq.read_table(tmp_path / "ray" / part.name).equals(pq.read_table(part))
+
+
+def test_actors_share_a_keys_request_budget() -> None:
+    # The key allows 300 requests a minute (a bucket of 300 that refills 5 a second); four
+    # actors send 360 one-text requests. Each actor spending the whole budget would send all
+    # 360 at once and meet 60 refusals; sharing it, they pace to the refill.
+    fake = FakeOpenAI(requests_per_minute=300)
+    texts = [f"text number {i}" for i in range(360)]
+    with LoopbackServer(fake) as server:
+        ds = ray.data.from_items([{"text": text} for text in texts])
+        out = embed_dataset(
+            ds,
+            "openai:text-embedding-3-small",
+            actors=4,
+            rows_per_call=90,
+            batch_size=1,
+            requests_per_minute=300,
+            base_url=server.url,
+            api_key=API_KEY,
+        ).take_all()
+    statuses = [entry["status"] for entry in fake.log]
+    assert len(out) == 360
+    assert statuses.count(429) == 0
+    assert statuses.count(200) == 360
