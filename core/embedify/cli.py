@@ -122,7 +122,11 @@ class _Group(click.Group):
         return super().get_command(ctx, name)
 
 
-def _model_option(function: Any) -> Any:
+# Helpers for plugins' commands (``register_commands``), so `-m` and `-o` read the same everywhere.
+
+
+def model_option(function: Any) -> Any:
+    """``-m/--model NAME``, passed to the command as ``model_name``."""
     return click.option(
         "-m",
         "--model",
@@ -133,7 +137,8 @@ def _model_option(function: Any) -> Any:
     )(function)
 
 
-def _options_option(function: Any) -> Any:
+def options_option(function: Any) -> Any:
+    """``-o/--option KEY=VALUE`` (repeatable), passed as ``model_options`` (``parse_options``)."""
     return click.option(
         "-o",
         "--option",
@@ -145,7 +150,8 @@ def _options_option(function: Any) -> Any:
     )(function)
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as model options; values parse as JSON when they can."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
@@ -158,12 +164,12 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
-def _load_model(name: str | None, pairs: tuple[str, ...], **extra: Any) -> EmbeddingModel:
+def load_model(name: str | None, pairs: tuple[str, ...], **extra: Any) -> EmbeddingModel:
     """The model the command line names; a wrong name or option is a usage error."""
     from embedify.errors import EmbedifyError
     from embedify.registry import get_model
 
-    options = _parse_options(pairs)
+    options = parse_options(pairs)
     try:
         return get_model(name, **{**options, **extra})
     except (EmbedifyError, ValueError) as error:
@@ -232,8 +238,8 @@ def cli(debug: bool) -> None:
 @click.option("--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--cache/--no-cache", default=False, help="Use the persistent cache.")
 @click.option("--report", is_flag=True, help="Print the job report to stderr.")
-@_model_option
-@_options_option
+@model_option
+@options_option
 def embed(
     texts: tuple[str, ...],
     files: tuple[str, ...],
@@ -255,7 +261,7 @@ def embed(
         items = [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not items:
         raise UsageFailure("nothing to embed: give texts, --file, or lines on stdin")
-    model = _load_model(model_name, model_options, cache=cache or None, show_progress=True)
+    model = load_model(model_name, model_options, cache=cache or None, show_progress=True)
     result = model.embed_with_report(items, role)  # type: ignore[arg-type]
     if report:
         click.echo(result.report.summary(), err=True)
@@ -287,8 +293,8 @@ def embed(
     help="cosine and dot print a similarity (higher is closer); euclidean prints a distance "
     "(lower is closer).",
 )
-@_model_option
-@_options_option
+@model_option
+@options_option
 def similarity(
     a: str, b: str, metric: str, model_name: str | None, model_options: tuple[str, ...]
 ) -> None:
@@ -297,7 +303,7 @@ def similarity(
 
     _require_text(a, "text A")
     _require_text(b, "text B")
-    model = _load_model(model_name, model_options)
+    model = load_model(model_name, model_options)
     vectors = model.embed([a, b])
     if metric == "euclidean":
         click.echo("euclidean distance (lower is closer):", err=True)
@@ -464,8 +470,8 @@ def _skipped_summary(skipped: Counter[str]) -> str:
 )
 @click.option("--follow-links", is_flag=True, help="Follow symbolic links that lead out of PATH.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
-@_model_option
-@_options_option
+@model_option
+@options_option
 def search(
     path: Path,
     query: str,
@@ -508,7 +514,7 @@ def search(
         why = _skipped_summary(skipped) or "hidden files and folders are ignored"
         found = f"{files} text files hold no text" if files else "no text files"
         raise click.ClickException(f"nothing to search in {path}: {found}; {why}")
-    model = _load_model(model_name, model_options, cache=True, show_progress=True)
+    model = load_model(model_name, model_options, cache=True, show_progress=True)
     if index_path is None:
         key = hashlib.sha256(f"{root}\0{model.info.fingerprint()}".encode()).hexdigest()[:20]
         index_path = cache_dir() / "collections" / f"{key}.sqlite3"

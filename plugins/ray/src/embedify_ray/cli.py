@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-
-def _options(pairs: tuple[str, ...]) -> dict[str, object]:
-    options: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
+from embedify.cli import model_option, options_option, parse_options
 
 
 @click.command("embed-dataset")
@@ -26,8 +14,8 @@ def _options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.argument("output", metavar="OUT", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--column", default="text", show_default=True, help="The text column to embed.")
 @click.option("--output-column", default="embedding", show_default=True)
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: local).")
-@click.option("-o", "--option", "pairs", multiple=True, metavar="KEY=VALUE", help="Model option.")
+@model_option
+@options_option
 @click.option(
     "--role",
     type=click.Choice(["document", "query", "classification", "clustering"]),
@@ -52,7 +40,7 @@ def embed_dataset_command(
     column: str,
     output_column: str,
     model_name: str | None,
-    pairs: tuple[str, ...],
+    model_options: tuple[str, ...],
     role: str,
     part_rows: int,
     ray_address: str | None,
@@ -62,23 +50,19 @@ def embed_dataset_command(
 
     Streams the input part by part; a rerun skips the parts already written.
     """
-    from embedify.errors import EmbedifyError
     from embedify_ray.files import embed_file
 
-    try:
-        report = embed_file(
-            input_path,
-            output,
-            model_name,
-            column=column,
-            output_column=output_column,
-            role=role,  # type: ignore[arg-type]
-            part_rows=part_rows,
-            ray_address=ray_address,
-            actors=actors,
-            show_progress=True,
-            **_options(pairs),
-        )
-    except EmbedifyError as error:
-        raise click.ClickException(str(error).splitlines()[0]) from None
+    report = embed_file(
+        input_path,
+        output,
+        model_name,
+        column=column,
+        output_column=output_column,
+        role=role,  # type: ignore[arg-type]
+        part_rows=part_rows,
+        ray_address=ray_address,
+        actors=actors,
+        show_progress=True,
+        **parse_options(model_options),
+    )
     click.echo(report.summary())

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from embedify.cli import _load_model, _options_option
+from embedify.cli import load_model, options_option
 
 if TYPE_CHECKING:
     from embedify_server.app import ServerSettings
@@ -45,7 +45,7 @@ def serve(
     default=None,
     help="Require 'Authorization: Bearer <key>' (or set EMBEDIFY_SERVER_API_KEY).",
 )
-@_options_option
+@options_option
 @click.option(
     "--served-model-name", default=None, help="Name in responses and /info (default: MODEL)."
 )
@@ -101,7 +101,7 @@ def serve_command(
     except ValidationError as error:
         raise click.ClickException(str(error)) from None
     serve(
-        _load_model(name, model_options),
+        load_model(name, model_options),
         host=host,
         port=port,
         settings=settings,
