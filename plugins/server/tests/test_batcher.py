@@ -14,7 +14,8 @@ import embedify
 
 
 class GatedModel(embedify.EmbeddingModel):
-    """Records each batch and answers when the test opens the gate. ``"t 7"`` -> [7, 1, 0, 0];
+    """Records each merged batch the server hands to the engine, and answers when the test
+    opens the gate. ``"t 7"`` -> [7, 1, 0, 0];
     a text containing "bad" is refused."""
 
     provider = "gated"
@@ -25,11 +26,16 @@ class GatedModel(embedify.EmbeddingModel):
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        self.batches: list[list[str]] = []
+        self.batches: list[list[str]] = []  # what the server handed to the engine, per call
         self.gate = asyncio.Event()
 
-    async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
+    async def aembed_with_report(
+        self, texts: Any, role: embedify.Role = "document"
+    ) -> embedify.EmbeddingResult:
         self.batches.append(list(texts))
+        return await super().aembed_with_report(texts, role)
+
+    async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         await self.gate.wait()
         if any("bad" in text for text in texts):
             raise embedify.InvalidRequestError("the provider refused this batch")

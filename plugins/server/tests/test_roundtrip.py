@@ -63,14 +63,14 @@ def test_the_openai_sdk(url: str, in_process: np.ndarray) -> None:
 
 
 def test_embedify_s_openai_provider(url: str, in_process: np.ndarray) -> None:
-    # With one request at a time, 40 inputs go out together; the server's "Too many inputs"
-    # answer makes the engine split them, as against any OpenAI-compatible server.
+    # 40 inputs to a server that takes at most 32 per request: the engine's modest first
+    # requests to a server of unknown limits fit, or its "Too many inputs" answer splits them.
     model = embedify.get_model(
         "openai:all-MiniLM-L6-v2", base_url=f"{url}/v1", api_key=KEY, max_concurrency=1
     )
     result = model.embed_with_report(TEXTS)
     assert_same_vectors(result.vectors, in_process)
-    assert result.report.splits >= 1
+    assert result.report.failed == 0 and result.report.requests >= 2
 
 
 def test_embedify_s_tei_provider(url: str, in_process: np.ndarray) -> None:
