@@ -164,10 +164,12 @@ def calibration_texts() -> list[str]:
 
 
 def quantize_int8(source: Path, target: Path, folder: ModelFolder) -> None:
-    """Static int8: u8 activations with ranges calibrated on :func:`calibration_texts`, s8
-    weights per output channel, on every MatMul (QDQ, which ONNX Runtime runs with VNNI where
-    the CPU has it). Calibrated ranges kept top-10 neighbours at 0.98 where dynamic ranges,
-    faster, fell to 0.91 (docs/benchmarks.md)."""
+    """int8 weights (s8, per output channel) on every MatMul, in QDQ form, calibrated on
+    :func:`calibration_texts`. In effect weight-only: the fused operators' outputs carry no
+    type, so no activation gets a Quantize/Dequantize pair, and ONNX Runtime fuses each weight's
+    DequantizeLinear and MatMul into MatMulNBits (8-bit weights, fp32 arithmetic). Measured on
+    AVX-512 VNNI: 1.1-1.3x fp32 at top-10 0.955-0.98; real u8s8 kernels (MatMulInteger and
+    QAttention, per-tensor activations) ran 2x but fell to 0.84-0.89 (docs/benchmarks.md)."""
     try:
         import onnx
         from onnxruntime.quantization import (
