@@ -104,7 +104,8 @@ def plan_for(
 
 
 class BatchEmbedder:
-    """Ray Data's class-based UDF: builds the model once per actor, embeds Arrow batches."""
+    """One model per actor, built once: Ray Data's class-based UDF (``__call__``), and the
+    actor behind ``embed-dataset --ray`` (``embed``, which knows where its part starts)."""
 
     def __init__(
         self,
@@ -120,7 +121,13 @@ class BatchEmbedder:
         self.column, self.output_column, self.role = column, output_column, role
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return add_embeddings(batch, self.model, self.column, self.output_column, self.role)
+        return self.embed(batch)
+
+    def embed(self, table: pa.Table, first_row: int = 0) -> pa.Table:
+        """``table`` with its embeddings; errors name rows counted from ``first_row``."""
+        return add_embeddings(
+            table, self.model, self.column, self.output_column, self.role, first_row=first_row
+        )
 
 
 def embed_dataset(

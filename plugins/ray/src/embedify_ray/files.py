@@ -271,7 +271,9 @@ def _embed_on_ray(
     it comes back: the driver holds a bounded number of parts whatever the file's size."""
     import ray
 
-    actor_class = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)(_PartEmbedder)
+    from embedify_ray.dataset import BatchEmbedder
+
+    actor_class = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)(BatchEmbedder)
     pool = [
         actor_class.remote(model, column, output_column, role, plan.options)
         for _ in range(plan.actors)
@@ -308,25 +310,3 @@ def _embed_on_ray(
     while in_flight:
         finish_one()
     return skipped, embedded
-
-
-class _PartEmbedder:
-    """An actor holding one model; embeds whole parts."""
-
-    def __init__(
-        self,
-        model: str | None,
-        column: str,
-        output_column: str,
-        role: Role,
-        options: dict[str, Any],
-    ) -> None:
-        from embedify import get_model
-
-        self.model = get_model(model, **options)
-        self.column, self.output_column, self.role = column, output_column, role
-
-    def embed(self, table: pa.Table, first_row: int) -> pa.Table:
-        return add_embeddings(
-            table, self.model, self.column, self.output_column, self.role, first_row=first_row
-        )
