@@ -138,14 +138,15 @@ def embed_dataset(
     *,
     role: Role = "document",
     actors: int | None = None,
-    batch_size: int = 1024,
+    rows_per_call: int = 1024,
     **options: Any,
 ) -> ray.data.Dataset:
     """``ds`` with ``output_column`` holding each row's embedding (``fixed_size_list<float32>``).
 
     Runs ``map_batches`` over an actor pool sized from the cluster (see :func:`plan_actors`);
-    each actor loads the model once and sends its batches through embedify's engine. Options
-    are the model's options (``dimensions``, ``requests_per_minute``, ...).
+    each actor loads the model once and sends ``rows_per_call`` rows at a time through
+    embedify's engine, which plans the requests. Options are the model's options
+    (``dimensions``, ``batch_size`` per request, ``requests_per_minute``, ...).
     """
     import ray
 
@@ -162,7 +163,7 @@ def embed_dataset(
             "options": plan.options,
         },
         batch_format="pyarrow",
-        batch_size=batch_size,
+        batch_size=rows_per_call,
         compute=ray.data.ActorPoolStrategy(size=plan.actors),
         num_cpus=plan.num_cpus,
         num_gpus=plan.num_gpus or None,
