@@ -37,6 +37,9 @@ PLUGIN_NEEDS = {
 # Tests that compare with sentence-transformers or a framework's torch-based embedding.
 NEEDS_TORCH = {"huggingface", "instructor", "llamaindex", "langchain"}
 TEST_EXTRAS = {"huggingface", "llamaindex", "langchain", "server"}  # installed as plugin[test]
+# What a docs page shows beside its integration (installed after the plugin's own tests ran in a
+# virtualenv without it): the LangChain page wraps a LangChain embedding for LlamaIndex.
+DOCS_NEEDS = {"langchain": ["-e", "plugins/llamaindex"]}
 # Integrations run apart from the main suite (`nox -t integrations`), with their docs page.
 INTEGRATION_DOCS = {
     "chroma": "docs/integrations/chroma.md",
@@ -69,6 +72,8 @@ def _plugin_session(plugin: str) -> Callable[[nox.Session], None]:
         session.install("pytest", "pytest-asyncio", "pytest-markdown-docs")
         session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
         if plugin in INTEGRATION_DOCS:
+            if plugin in DOCS_NEEDS:
+                session.install(*DOCS_NEEDS[plugin])
             # langchain-tests brings pytest-recording, which breaks markdown-docs collection.
             session.run("pytest", "-p", "no:recording", "--markdown-docs", INTEGRATION_DOCS[plugin])
 
