@@ -434,6 +434,9 @@ def unlimited(count: int, repeats: int) -> None:
         "seed": 1,
     }
     warm = texts[: max(10, count // 50)]
+    if not installed("aiohttp"):
+        print("  (c) needs its baseline, the hand-written aiohttp client: pip install aiohttp")
+        return
     baseline = "hand-written aiohttp, 200/req, 100 in flight"
     runners = [
         Runner(baseline, hand_written_aiohttp, (texts, size, in_flight), (warm, size, in_flight)),
