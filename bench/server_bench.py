@@ -41,7 +41,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from local_bench import make_texts, minilm_folder
+from local_bench import workload
+
+
+def make_texts(count: int) -> list[str]:
+    """The local bench's users' mix: short queries, 40-120 and 150-250-word passages."""
+    classes, _, _ = workload(count)
+    return [text for texts in classes.values() for text in texts]
+
+
+def minilm_folder() -> Path:
+    from embedify_pack_minilm import model_folder
+
+    return Path(model_folder())
+
 
 SERVED_NAME = "all-MiniLM-L6-v2"
 LEVELS = (1, 16, 64)
