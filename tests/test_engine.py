@@ -15,6 +15,7 @@ import pytest
 
 import embedify
 from embedify.cache import EmbeddingCache
+from embedify.engine.executor import PROBE_INPUTS
 from embedify.errors import (
     AuthenticationError,
     BadResponseError,
@@ -273,11 +274,11 @@ def test_roles_reach_the_wire(server: LoopbackServer) -> None:
     assert [r.json()["role"] for r in server.requests] == ["query", "document"]
 
 
-def concurrency_peak(**options: Any) -> tuple[int, int]:
+def concurrency_peak(fake: EmbeddingServer | None = None, **options: Any) -> tuple[int, int]:
     """(most requests the server saw at once, requests) for 400 texts."""
     in_flight = peak = 0
     lock = threading.Lock()
-    fake = EmbeddingServer()
+    fake = fake or EmbeddingServer()
 
     def handler(request: Request) -> Response:
         nonlocal in_flight, peak
@@ -298,6 +299,19 @@ def concurrency_peak(**options: Any) -> tuple[int, int]:
 
 def test_concurrency_is_bounded_and_used() -> None:
     assert concurrency_peak(max_concurrency=4)[0] == 4
+
+
+def test_a_hosted_api_gets_a_small_first_request_then_one_wave() -> None:
+    fake = EmbeddingServer(requests_per_minute=100_000)  # announces its limits
+    peak, requests = concurrency_peak(fake)
+    first, *wave = fake.batch_sizes
+    assert first == PROBE_INPUTS and sum(wave) == 400 - PROBE_INPUTS
+    assert peak == requests - 1  # everything after the first request was in flight at once
+
+
+def test_a_job_that_fits_one_request_is_sent_as_one(server: LoopbackServer) -> None:
+    HttpFakeModel(base_url=server.url).embed(varied_texts(20))
+    assert len(server.requests) == 1
 
 
 def test_concurrency_grows_past_the_default_while_answers_stay_fast() -> None:

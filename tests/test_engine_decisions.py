@@ -274,6 +274,34 @@ def test_a_burst_of_429s_halves_concurrency_once() -> None:
     assert p.allowed_in_flight() == 4
 
 
+def test_a_few_429s_naming_retry_after_pause_without_cutting() -> None:
+    p = pacer()
+    for second in range(1, 5):  # one refusal in ten, Retry-After 0.2 s: pause, keep the slots
+        for _ in range(9):
+            p.on_success(Ticket(second - 0.5, 10), now=float(second))
+        p.on_rate_limited(Ticket(second - 0.5, 10), retry_after=0.2, now=float(second))
+        assert p.delay_before(1, second) == pytest.approx(0.2)
+    assert p.concurrency > 16
+
+
+def test_many_429s_naming_retry_after_cut_once_per_burst() -> None:
+    p = pacer()
+    for _ in range(4):
+        p.on_rate_limited(Ticket(0.5, 10), retry_after=1.0, now=1.0)
+    assert p.allowed_in_flight() == 16  # four of the latest answers: not yet many
+    for _ in range(12):  # most of a wave refused: too many requests at once
+        p.on_rate_limited(Ticket(0.5, 10), retry_after=1.0, now=1.0)
+    assert p.allowed_in_flight() == 8
+
+
+def test_429s_of_a_server_with_announced_limits_do_not_cut() -> None:
+    p = pacer()
+    p.observe_headers({"x-ratelimit-limit-requests": "600"}, now=0.0)
+    for _ in range(10):
+        p.on_rate_limited(Ticket(0.5, 10), retry_after=None, now=1.0)
+    assert p.allowed_in_flight() == 16  # its buckets pace it
+
+
 def test_concurrency_grows_back_additively_after_a_cut() -> None:
     p = pacer(start_in_flight=8, max_in_flight=64)
     p.on_rate_limited(Ticket(0.0, 10), retry_after=None, now=0.0)
@@ -390,12 +418,36 @@ def test_a_remote_model_sends_its_first_request_alone() -> None:
     assert p.allowed_in_flight() == 1
     refused = p.start(10, now=0.0)
     p.finish()
-    p.on_rate_limited(refused, retry_after=1.0, now=0.1)
+    p.on_rate_limited(refused, retry_after=None, now=0.1)
     assert p.allowed_in_flight() == 1  # refused: still nothing known, still one at a time
     answered = p.start(10, now=1.1)
     p.finish()
     p.on_success(answered, now=1.3)
-    assert p.allowed_in_flight() == 8  # the 429 halved the 16 it will start from
+    assert p.allowed_in_flight() == 8  # the bare 429 halved the 16 it will start from
+
+
+def test_a_first_answer_announcing_limits_opens_every_slot() -> None:
+    hosted = pacer(probe_first=True)
+    probe = hosted.start(10, now=0.0)
+    hosted.observe_headers({"x-ratelimit-limit-requests": "3000"}, 0.2, probe)
+    hosted.finish()
+    hosted.on_success(probe, now=0.2)
+    assert hosted.allowed_in_flight() == 256  # limits are per minute: the buckets pace
+    self_hosted = pacer(probe_first=True)  # no headers: capacity unknown, slow start
+    probe = self_hosted.start(10, now=0.0)
+    self_hosted.finish()
+    self_hosted.on_success(probe, now=0.2)
+    assert self_hosted.allowed_in_flight() == 17
+
+
+def test_announced_limits_end_the_ramp_of_request_sizes() -> None:
+    sizer = RequestSizer(adaptive=True, timeout=None)
+    sizer.limits_announced()
+    assert sizer.inputs_cap() is None  # each request takes its share of what is left
+    sizer.on_answer(latency=30.0, inputs=500, tokens=90_000, sent_at=0.0, now=30.0)
+    assert sizer.inputs_cap() is None  # big requests of a hosted API are slow, not too big
+    sizer.on_timeout(inputs=500, now=31.0)
+    assert sizer.inputs_cap() == 250
 
 
 def test_a_refused_request_gives_its_cost_back() -> None:

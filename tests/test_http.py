@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 import embedify
 from embedify import errors
+from embedify.engine.sync import run_sync
 from embedify.http import ErrorResponse, HTTPEmbeddingModel
 from embedify.testing import LoopbackServer, Request, Response
 
@@ -108,6 +110,53 @@ def test_one_client_per_event_loop_and_aclose(server: LoopbackServer) -> None:
     other_loop = asyncio.run(two_calls())[0]
     assert other_loop is not first and other_loop is not reopened
     assert len(model._clients) <= 1  # clients of finished loops are dropped, not kept
+
+
+def test_a_client_closes_with_its_event_loop(server: LoopbackServer) -> None:
+    model = demo(server.url)
+
+    async def job() -> Any:
+        await model.aembed(["hello"])
+        return model.client()
+
+    client = asyncio.run(job())  # asyncio.run shuts the loop's async generators down
+    assert client.is_closed
+
+
+class Pool:
+    """A client like aiohttp's: it complains when it is collected before it was closed."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def aclose(self) -> None:
+        self.events.append("closed")
+
+    def __del__(self) -> None:
+        self.events.append("collected")
+
+
+def test_a_dropped_model_closes_its_client_before_it_is_collected(server: LoopbackServer) -> None:
+    events: list[str] = []
+
+    class PoolDemo(Demo):
+        def make_client(self) -> Any:
+            return Pool(events)
+
+    model = PoolDemo(base_url=server.url, api_key=KEY)
+
+    async def open_client(owner: Demo) -> None:
+        owner.client()  # on the sync bridge's loop, which lives on
+
+    run_sync(open_client(model))
+    model.itself = model  # type: ignore[attr-defined]  # dropped in a cycle, like a traceback
+    del model
+    gc.collect()
+    for _ in range(100):  # the close runs on the loop: let it take its turns
+        if "collected" in events:
+            break
+        run_sync(asyncio.sleep(0))
+    assert events == ["closed", "collected"]
 
 
 def test_a_model_serves_several_event_loops(server: LoopbackServer) -> None:

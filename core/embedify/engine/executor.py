@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 #: How often a job blocked by other jobs' requests of the same model looks again.
 _POLL = 0.05
+#: Inputs in the lone first request to a remote model when the job needs more than one: its
+#: answer tells the limits and the latency, and the rest of the job waits for it.
+PROBE_INPUTS = 4
 
 
 @dataclass
@@ -146,6 +149,8 @@ class Executor:
         free = max(1, self.pacer.allowed_in_flight() - self.pacer.in_flight)
         caps = [self.max_inputs, self.sizer.inputs_cap(), math.ceil(len(self.queue) / free)]
         max_inputs = min(c for c in caps if c is not None)
+        if self.pacer.probing and len(self.queue) > max_inputs:
+            max_inputs = min(max_inputs, PROBE_INPUTS)
         token_caps = [self.model.limits.max_tokens_per_request, self.pacer.request_token_budget()]
         known = [c for c in token_caps if c is not None]
         max_tokens = min(known) if known else None
@@ -202,6 +207,8 @@ class Executor:
                 now=now,
             )
             self.pacer.on_success(ticket, now, slowdown=slowdown)
+            if self.pacer.server:
+                self.sizer.limits_announced()
             if self.provider_dimension is None:
                 self.provider_dimension = int(vectors.shape[1])
             self.finished.update(batch.indices)

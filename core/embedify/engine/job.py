@@ -111,21 +111,20 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
         else:
             work.texts[index] = model.truncate_text(texts[index], cut.tokens, cut.side)
 
-    done: dict[int, Vectors] = {}
-    cache = _cache(model, unique, work, role, output_dimension, done, report)
+    rows = _Rows(len(texts), output_dimension)
+    cache = _cache(model, unique, work, role, output_dimension, rows, report)
 
     def store(batch: list[int], raw: Vectors) -> None:
         vectors = finished(raw, model, output_dimension)
         if model.dimension is None:
             model.dimension = int(raw.shape[1])
-        for index, vector in zip(batch, vectors):
-            done[index] = vector
+        rows.put(batch, vectors)
         if cache is not None:
             cache.put(batch, vectors)
         if progress is not None:
             progress.update(len(batch))
 
-    todo = [index for index in unique if index not in done]
+    todo = [index for index in unique if index not in rows.filled]
     failures = {}
     progress: Any = None
     if todo:
@@ -159,18 +158,41 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
             if progress is not None:
                 progress.close()
 
-    width = output_dimension or next((len(v) for v in done.values()), 0)
-    vectors = np.full((len(texts), width), np.nan, dtype=np.float32)
-    for index, vector in done.items():
-        vectors[index] = vector
+    vectors = rows.result(failed=list(failures))
+    if repeats:
+        vectors[list(repeats)] = vectors[list(repeats.values())]
     for index, first in repeats.items():
-        vectors[index] = vectors[first]
         report.items[index].failed = report.items[first].failed
         if first in failures:
             failures[index] = failures[first]
     if failures:
         raise EmbeddingJobError(failures, vectors, report)
     return EmbeddingResult(vectors, report)
+
+
+class _Rows:
+    """The job's output matrix, written a request at a time as answers arrive (a big job holds
+    its vectors once, not once per answer and again in the result)."""
+
+    def __init__(self, count: int, width: int | None) -> None:
+        self.count = count
+        self.array: Vectors | None = None if width is None else self._allocate(width)
+        self.filled: set[int] = set()
+
+    def _allocate(self, width: int) -> Vectors:
+        return np.empty((self.count, width), dtype=np.float32)
+
+    def put(self, indices: list[int], vectors: Vectors) -> None:
+        if self.array is None:
+            self.array = self._allocate(vectors.shape[1])
+        self.array[indices] = vectors
+        self.filled.update(indices)
+
+    def result(self, failed: list[int]) -> Vectors:
+        """The matrix, NaN in the rows of failed inputs."""
+        array = self.array if self.array is not None else self._allocate(0)
+        array[failed] = np.nan
+        return array
 
 
 class _JobCache:
@@ -198,19 +220,25 @@ def _cache(
     work: Work,
     role: str,
     output_dimension: int | None,
-    done: dict[int, Vectors],
+    rows: _Rows,
     report: Report,
 ) -> _JobCache | None:
-    """Open the cache when the model has one, and take what it holds into ``done``."""
+    """Open the cache when the model has one, and take what it holds into ``rows``."""
     if not model.options.cache or not unique:
         return None
     from embedify.cache import EmbeddingCache
 
     cache = _JobCache(EmbeddingCache.open(model.options.cache), model, role, work)
     found = cache.cache.get_many([cache.key(index) for index in unique])
-    for index, vector in zip(unique, found):
-        if vector is None or (output_dimension is not None and len(vector) != output_dimension):
-            continue
-        done[index] = vector
+    hits = [
+        (index, vector)
+        for index, vector in zip(unique, found)
+        if vector is not None and (output_dimension is None or len(vector) == output_dimension)
+    ]
+    if hits:
+        width = len(hits[0][1])
+        hits = [(index, vector) for index, vector in hits if len(vector) == width]
+        rows.put([index for index, _ in hits], np.stack([vector for _, vector in hits]))
+    for index, _ in hits:
         report.items[index].cached = True
     return cache

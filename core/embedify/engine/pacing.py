@@ -13,10 +13,12 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
   which is how several jobs or processes share one key without seeing 429s;
 - a pause until the time a 429's ``Retry-After`` names;
 - the number of requests allowed in flight: for a remote model, the first request goes alone
-  (its answer tells the limits and the latency); then AIMD: it doubles per round trip while
-  answers stay fast (slow start), then grows by one per round trip, and halves once per burst
-  of 429s, timeouts or answers slowed by queueing (answers to requests sent before the last
-  cut do not cut again).
+  (its answer tells the limits and the latency). When that answer announces rate limits, the
+  number jumps to the ceiling: the buckets pace the requests. Otherwise (a self-hosted server,
+  whose capacity is unknown) AIMD: it doubles per round trip while answers stay fast (slow
+  start), then grows by one per round trip. Either way it halves once per burst of 429s,
+  timeouts or answers slowed by queueing (answers to requests sent before the last cut do not
+  cut again).
 
 Nothing here sleeps or reads the time itself: every method takes ``now``, so decisions are
 tested with a fake clock.
@@ -38,11 +40,14 @@ from dataclasses import dataclass
 REFILL_HORIZON = 1.0
 #: Ceiling of requests in flight for natively async providers when the user sets none: limits
 #: of hosted APIs are requests and tokens per minute, which the buckets enforce, not connections.
-ADAPTIVE_MAX_IN_FLIGHT = 256
+ADAPTIVE_MAX_IN_FLIGHT = 128
 #: Answers this many times slower than the server's pace for their size stop the growth of
 #: requests in flight, and cut it.
 QUEUEING_HOLD = 2.0
 QUEUEING_CUT = 4.0
+#: A 429 that names its Retry-After cuts the requests in flight when at least REFUSALS_TO_CUT
+#: of the latest REFUSAL_MEMORY answers were 429s.
+REFUSALS_TO_CUT, REFUSAL_MEMORY = 5, 20
 #: Own spending is remembered this long, to reconcile it with the server's ``remaining``.
 _SPEND_MEMORY = 120.0
 #: Token estimates are calibrated over answers at least this far apart (requests sent close
@@ -191,6 +196,7 @@ class Pacer:
         self._scale_measured = False
         self._usage_reported = False  # exact charges known: no need to infer them
         self._recent: deque[Ticket] = deque()
+        self._refusals: deque[bool] = deque(maxlen=REFUSAL_MEMORY)  # latest answers: 429 or not
         self._last_answer: Ticket | None = None  # where the calibration window starts
 
     # -- admission -------------------------------------------------------------------------
@@ -255,6 +261,11 @@ class Pacer:
         times: more in flight only wait longer (and time out), so it is cut like after a 429.
         (Network jitter alone seldom slows an answer that much.)"""
         self._calibrate(ticket)
+        self._refusals.append(False)
+        if self.probing and self.server:
+            # The first answer announced rate limits: a hosted API, whose limits are requests
+            # and tokens per minute (the buckets keep to them), not connections.
+            self.concurrency = float(self.max_in_flight)
         self.probing = False
         self.last_success = max(self.last_success, now)
         if slowdown > QUEUEING_CUT:
@@ -266,8 +277,13 @@ class Pacer:
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)
 
     def on_rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
-        """A 429: pause new requests for ``retry_after`` and cut the number in flight. The
-        server did not charge the refused request: its cost goes back to the buckets."""
+        """A 429: pause new requests for ``retry_after``. The server did not charge the refused
+        request: its cost goes back to the buckets. A 429 that says nothing else (no
+        ``Retry-After``, no announced limits) cuts the number in flight. A server that announced
+        its limits is paced by its buckets; one that says when to come back is paced by that,
+        and the number in flight is cut only when many recent answers were 429s (too many
+        requests at once), not for a few (a server refusing one in ten whatever the load
+        would otherwise shrink the job to a few requests in flight)."""
         ticket.charged = False
         for bucket in self._buckets("requests"):
             bucket.level = min(bucket.capacity, bucket.level + 1)
@@ -279,7 +295,10 @@ class Pacer:
         self._calibrate(ticket)
         if retry_after is not None:
             self.paused_until = max(self.paused_until, now + retry_after)
-        self._cut(ticket.sent_at, now)
+        self._refusals.append(True)
+        many = self._refusals.count(True) >= REFUSALS_TO_CUT
+        if not self.server and (retry_after is None or many):
+            self._cut(ticket.sent_at, now)
 
     def on_timeout(self, ticket: Ticket, now: float) -> None:
         self._cut(ticket.sent_at, now)

@@ -75,6 +75,15 @@ class RequestSizer:
             self._set(self.max_inputs * 2, now)
         return slowdown
 
+    def limits_announced(self) -> None:
+        """The server announced rate limits: a hosted API, whose capacity is those limits (the
+        pacer keeps to them), not one machine's compute. Requests stop growing from small: each
+        takes an even share of what is left per slot, so the job ends in the fewest round trips.
+        Timeouts still shrink them."""
+        if self.adaptive:
+            self.adaptive = False
+            self.max_inputs = math.inf
+
     def on_timeout(self, *, inputs: int, now: float) -> None:
         self._set(max(1.0, min(self.max_inputs, inputs / 2)), now)
 

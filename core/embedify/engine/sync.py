@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -20,7 +22,16 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         if _loop is None:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="embedify-engine", daemon=True).start()
+            atexit.register(_shut_down, _loop)
         return _loop
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit, what ``asyncio.run`` does for its loop: close the async generators, and with
+    them the providers' HTTP clients (embedify.http), which otherwise warn when collected."""
+    future = asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop)
+    with contextlib.suppress(Exception):
+        future.result(timeout=5)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:

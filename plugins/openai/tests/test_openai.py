@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from embedify_openai.model import decode
 from embedify_openai.testing import API_KEY, FakeOpenAI, count_tokens, vector_for
 
 import embedify
@@ -208,3 +209,18 @@ def test_default_headers_are_sent_and_secret(server: LoopbackServer, fake: FakeO
     assert fake.log[-1]["headers"]["x-upstream-key"] == secret
     assert secret not in repr(proxied.options) and secret not in repr(proxied)
     assert proxied.redact(f"echoed {secret}") == "echoed ***"
+
+
+@pytest.mark.parametrize(
+    ("indices", "message"),
+    [([0, 0], "indices"), ([0, 2], "indices"), ([0], "1 embeddings for 2 inputs")],
+)
+def test_answers_that_do_not_match_the_inputs_are_refused(indices: list[int], message: str) -> None:
+    items = [{"index": i, "embedding": [0.5, 0.5]} for i in indices]
+    with pytest.raises(embedify.errors.BadResponseError, match=message):
+        decode(items, 2)
+
+
+def test_rows_land_by_their_index_whatever_the_order() -> None:
+    items = [{"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}]
+    assert decode(items, 2).tolist() == [[1.0, 0.0], [0.0, 1.0]]

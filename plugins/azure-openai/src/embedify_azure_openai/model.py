@@ -15,7 +15,12 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from embedify_openai.model import KNOWN_MODELS, OpenAIEmbeddingModel, OpenAIOptions
+from embedify_openai.model import (
+    KNOWN_MODELS,
+    OpenAIEmbeddingModel,
+    OpenAIOptions,
+    aiohttp_transport,
+)
 from pydantic import Field, SecretStr
 
 from embedify import errors
@@ -117,7 +122,11 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
         key = None if entra else self.api_key()
         provider = self.options.azure_ad_token_provider
         static_token = (_PER_REQUEST if provider else self._ad_token()) if entra else None
-        common: dict[str, Any] = {"timeout": self.options.timeout, "max_retries": 0}
+        common: dict[str, Any] = {
+            "timeout": self.options.timeout,
+            "max_retries": 0,
+            "http_client": aiohttp_transport(self.options.timeout),
+        }
         if self.options.route == "v1":
             if key:
                 headers["api-key"] = key
