@@ -168,3 +168,22 @@ def test_normalize_option() -> None:
 
     assert np.allclose(Raw("r").embed(["x"]), [[3, 4]])
     assert np.allclose(Raw("r", normalize=True).embed(["x"]), [[0.6, 0.8]])
+
+
+def test_a_provider_must_implement_a_batch_method_a_base_need_not() -> None:
+    class SharedPlumbing(embedify.EmbeddingModel, abstract=True):
+        provider = "plumbing"
+
+    with pytest.raises(TypeError, match="must implement embed_batch or aembed_batch"):
+
+        class Forgot(SharedPlumbing):
+            provider = "forgot"
+
+    class Works(SharedPlumbing):
+        provider = "works"
+        dimension = 2
+
+        def embed_batch(self, texts: list[str], role: embedify.Role) -> Any:
+            return [[1.0, 0.0]] * len(texts)
+
+    assert Works("m").embed(["a"]).shape == (1, 2)

@@ -44,7 +44,7 @@ from embedify.errors import (
     RequestTimeoutError,
     TransientError,
 )
-from embedify.model import EmbeddingModel, RemoteOptions, Role, Vectors
+from embedify.model import EmbeddingModel, RemoteOptions
 
 STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
     401: AuthenticationError,
@@ -89,7 +89,7 @@ class ErrorResponse:
     retry_after: float | None
 
 
-class HTTPEmbeddingModel(EmbeddingModel):
+class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     """Base class of remote providers: subclasses declare where and how, and map the wire.
 
     Class attributes say where the API is and how it authenticates; a subclass overrides
@@ -113,14 +113,10 @@ class HTTPEmbeddingModel(EmbeddingModel):
         self.base_url: str | None = self.normalize_base_url(configured) if configured else None
         self._clients: dict[int, _LoopClient] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.aembed_batch is HTTPEmbeddingModel.aembed_batch:
-            raise TypeError(f"{cls.__name__} must implement aembed_batch.")
-
-    async def aembed_batch(self, texts: list[str], role: Role) -> Vectors:
-        """The provider's wire mapping: one request for ``texts``, its vectors."""
-        raise NotImplementedError
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(abstract=True, **kwargs)
+        if not abstract and cls.aembed_batch is EmbeddingModel.aembed_batch:
+            raise TypeError(f"{cls.__name__} must implement aembed_batch (its wire mapping).")
 
     # -- where and who ------------------------------------------------------------------------
 

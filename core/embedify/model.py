@@ -184,10 +184,13 @@ class EmbeddingModel:
         if self._init_depth == 0:  # a subclass without its own __init__
             self._built()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        """A provider must implement a batch method; a base for providers (``abstract=True``
+        in its class statement, like :class:`embedify.http.HTTPEmbeddingModel`) need not."""
         super().__init_subclass__(**kwargs)
         if (
-            cls.embed_batch is EmbeddingModel.embed_batch
+            not abstract
+            and cls.embed_batch is EmbeddingModel.embed_batch
             and cls.aembed_batch is EmbeddingModel.aembed_batch
         ):
             raise TypeError(f"{cls.__name__} must implement embed_batch or aembed_batch.")
