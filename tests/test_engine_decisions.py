@@ -314,14 +314,17 @@ def test_concurrency_grows_back_additively_after_a_cut() -> None:
     assert 8 <= p.allowed_in_flight() < 16  # grew back, by about one per round trip
 
 
-def test_slow_start_doubles_per_round_trip_until_the_ceiling() -> None:
-    p = pacer(start_in_flight=16, max_in_flight=100)
-    for _ in range(16):
+def test_slow_start_grows_per_round_trip_until_the_ceiling() -> None:
+    p = pacer(start_in_flight=16, max_in_flight=300)
+    for _ in range(16):  # answers as fast as the server's best: no queueing at all
         p.on_success(Ticket(0.0, 10), now=0.2)
-    assert p.allowed_in_flight() == 32
+    assert p.allowed_in_flight() == 64
+    for _ in range(64):  # up to twice as slow: some queueing, growth slows down
+        p.on_success(Ticket(0.0, 10), now=0.4, slowdown=1.5)
+    assert p.allowed_in_flight() == 128
     for _ in range(200):
-        p.on_success(Ticket(0.0, 10), now=0.4)
-    assert p.allowed_in_flight() == 100
+        p.on_success(Ticket(0.0, 10), now=0.6)
+    assert p.allowed_in_flight() == 300
 
 
 def test_queueing_answers_hold_then_cut_concurrency_once_per_burst() -> None:
@@ -437,7 +440,7 @@ def test_a_first_answer_announcing_limits_opens_every_slot() -> None:
     probe = self_hosted.start(10, now=0.0)
     self_hosted.finish()
     self_hosted.on_success(probe, now=0.2)
-    assert self_hosted.allowed_in_flight() == 17
+    assert self_hosted.allowed_in_flight() == 19
 
 
 def test_announced_limits_end_the_ramp_of_request_sizes() -> None:

@@ -15,10 +15,10 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
 - the number of requests allowed in flight: for a remote model, the first request goes alone
   (its answer tells the limits and the latency). When that answer announces rate limits, the
   number jumps to the ceiling: the buckets pace the requests. Otherwise (a self-hosted server,
-  whose capacity is unknown) AIMD: it doubles per round trip while answers stay fast (slow
-  start), then grows by one per round trip. Either way it halves once per burst of 429s,
-  timeouts or answers slowed by queueing (answers to requests sent before the last cut do not
-  cut again).
+  whose capacity is unknown) AIMD: it grows four-fold per round trip while answers show no
+  queueing and two-fold while they show a little (slow start), then by one per round trip.
+  Either way it halves once per burst of bare 429s, timeouts or answers slowed by queueing
+  (answers to requests sent before the last cut do not cut again).
 
 Nothing here sleeps or reads the time itself: every method takes ``now``, so decisions are
 tested with a fake clock.
@@ -44,6 +44,9 @@ ADAPTIVE_MAX_IN_FLIGHT = 128
 #: Answers this many times slower than the server's pace for their size stop the growth of
 #: requests in flight, and cut it.
 QUEUEING_HOLD = 2.0
+#: Answers within this factor of the server's pace show no queueing at all: during slow start
+#: the requests in flight then grow four-fold per round trip, not two.
+UNQUEUED = 1.25
 QUEUEING_CUT = 4.0
 #: A 429 that names its Retry-After cuts the requests in flight when at least REFUSALS_TO_CUT
 #: of the latest REFUSAL_MEMORY answers were 429s.
@@ -273,7 +276,7 @@ class Pacer:
         if slowdown > QUEUEING_HOLD:
             self.slow_start = False
             return
-        step = 1.0 if self.slow_start else 1.0 / self.concurrency
+        step = (3.0 if slowdown < UNQUEUED else 1.0) if self.slow_start else 1.0 / self.concurrency
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)
 
     def on_rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
