@@ -277,7 +277,10 @@ def test_export_refuses_remote_models(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "only local models export" in result.output
 
 
-def test_int8_fast_path_stays_close(minilm: Path) -> None:
+def test_int8_fast_path_stays_close_and_quantizes_quietly(
+    minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EMBEDIFY_CACHE_DIR", str(tmp_path))  # quantize here, not from a cache
     texts = [
         f"sentence number {i} about {topic}"
         for i, topic in enumerate(["cats", "finance", "space", "cooking", "music", "sports"] * 3)
@@ -286,6 +289,9 @@ def test_int8_fast_path_stays_close(minilm: Path) -> None:
     fast = embedify.get_model(f"local:{minilm}", quantize="int8").embed(texts)
     assert cosine_rows(exact, fast).min() > 0.995  # calibrated; dynamic ranges gave 0.989
     assert not np.array_equal(exact, fast)
+    shown = capfd.readouterr().err
+    assert "to int8 (once)" in shown  # what the user is told...
+    assert "failed to infer" not in shown and "Removing initializer" not in shown  # ...and not
 
 
 def test_pickle_only_folders_are_refused(tmp_path: Path, tiny_folders: dict[str, Path]) -> None:

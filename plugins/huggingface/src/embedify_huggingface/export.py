@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -197,17 +198,40 @@ def quantize_int8(source: Path, target: Path, folder: ModelFolder) -> None:
         def get_next(self) -> dict[str, Any] | None:
             return next(self.feeds, None)
 
-    quantize_static(
-        str(source),
-        str(target),
-        Calibration(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops lack types
-    )
+    with _quiet_quantizer():
+        quantize_static(
+            str(source),
+            str(target),
+            Calibration(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops lack types
+        )
+
+
+class _FromQuantizer(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "quantization" not in Path(record.pathname).parts
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """The quantizer warns on the root logger about every fused operator it skips (on
+    purpose, here) and ONNX Runtime about initializers it drops: dozens of lines that are
+    not the user's concern. Both are silenced while it runs."""
+    import onnxruntime
+
+    root, quiet = logging.getLogger(), _FromQuantizer()
+    root.addFilter(quiet)
+    onnxruntime.set_default_logger_severity(3)  # errors only
+    try:
+        yield
+    finally:
+        onnxruntime.set_default_logger_severity(2)  # its default: warnings
+        root.removeFilter(quiet)
 
 
 @contextlib.contextmanager
