@@ -9,7 +9,9 @@ as strings, never token ids, which compatible servers often reject.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 from pydantic import Field
 
@@ -129,7 +130,7 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
             # ``post`` rather than ``embeddings.create``: the request is the same, but create's
             # typed transform walks every input string (a third of the client's CPU in big jobs).
             raw = await self.client().post(
-                "/embeddings", body=payload, cast_to=httpx.Response, options={"headers": headers}
+                "/embeddings", body=payload, cast_to=sdk_response(), options={"headers": headers}
             )
         except openai.APIStatusError as error:
             response = error.response
@@ -192,6 +193,16 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
         kept = tokens[:max_tokens] if side == "end" else tokens[-max_tokens:]
         decoded: str = self._encoding.decode(kept)
         return decoded
+
+
+@functools.cache
+def sdk_response() -> Any:
+    """The ``Response`` class of the HTTP library the SDK runs on (httpx; httpx2 from openai 3
+    on), which ``client.post(..., cast_to=...)`` returns unparsed."""
+    import openai
+
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    return importlib.import_module(base.__module__.partition(".")[0]).Response
 
 
 def aiohttp_transport(timeout: float | None) -> Any:
