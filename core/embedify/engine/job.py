@@ -230,14 +230,13 @@ def _cache(
 
     cache = _JobCache(EmbeddingCache.open(model.options.cache), model, role, work)
     found = cache.cache.get_many([cache.key(index) for index in unique])
+    width = output_dimension or next((len(vector) for vector in found if vector is not None), 0)
     hits = [
         (index, vector)
         for index, vector in zip(unique, found)
-        if vector is not None and (output_dimension is None or len(vector) == output_dimension)
+        if vector is not None and len(vector) == width
     ]
     if hits:
-        width = len(hits[0][1])
-        hits = [(index, vector) for index, vector in hits if len(vector) == width]
         rows.put([index for index, _ in hits], np.stack([vector for _, vector in hits]))
     for index, _ in hits:
         report.items[index].cached = True
