@@ -85,7 +85,7 @@ def _torch_export(folder: ModelFolder, out: Path) -> None:
 
     torch, _ = import_torch()
 
-    model = load_transformer(folder.path, trust_remote_code=False)
+    model = load_transformer(folder.path, trust_remote_code=False, attention="eager")
     tokenizer = TextTokenizer(folder)
     sample = tokenizer.encode(["an example sentence to trace", "another"])
     names = ["input_ids", "attention_mask"]

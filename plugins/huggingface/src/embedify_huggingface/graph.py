@@ -4,8 +4,11 @@ The encoder families behind most embedding models (BERT: all-MiniLM, BGE, E5, GT
 RoBERTa / XLM-RoBERTa / CamemBERT; MPNet; DistilBERT) are one computation with different
 weight names. Each family's ``config.json`` and weights are read into one description,
 :class:`Encoder`; :func:`save_onnx` writes it as a graph of ONNX Runtime's fused CPU kernels
-(``com.microsoft`` EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu or
-FastGelu), the graph its transformer optimizer makes of a torch export, without the export.
+(``com.microsoft`` EmbedLayerNormalization, Attention, BiasGelu or FastGelu), the graph its
+transformer optimizer makes of a torch export, without the export. The residual connections are
+the one exception: Add + Add + the standard LayerNormalization, which ONNX Runtime's CPU kernel
+runs faster than its fused SkipLayerNormalization (the session keeps it from re-fusing them,
+see :data:`UNFUSED`).
 
 Only single-sequence inputs are embedded, so the token-type row 0 is folded into the position
 table and the graph takes ``input_ids`` and ``attention_mask``. Padding is on the right.
@@ -27,7 +30,11 @@ from embedify_huggingface import onnx_file
 from embedify_huggingface.weights import Array, read_weights
 
 #: Bumped whenever the graph written for the same weights changes (part of the cache key).
-GRAPH_FORMAT = "graph-1"
+GRAPH_FORMAT = "graph-2"
+#: ONNX Runtime fusions the session must not apply to a built graph: on this graph's residual
+#: connections, SkipLayerNormalization measured 3.4x the kernel time of Add + Add +
+#: LayerNormalization (fp32, AVX-512, ONNX Runtime 1.32), 4-9% of the whole model.
+UNFUSED = ["SkipLayerNormFusion"]
 TORCH_EXTRA_HINT = (
     "pip install 'embedify-huggingface[torch]' to export it with torch.onnx instead "
     "(or run it with backend='torch')"
@@ -279,6 +286,16 @@ def save_onnx(encoder: Encoder, target: Path) -> None:
         weight, bias = linear
         return constant(f"{name}.weight", weight.T), constant(f"{name}.bias", bias)
 
+    def residual_norm(projected: str, bias: str, skip: str, norm: Norm, output: str) -> str:
+        """LayerNorm(projected + bias + skip): a sublayer's output joining the residual."""
+        biased = node("Add", [projected, bias], f"{output}.biased")
+        summed = node("Add", [biased, skip], f"{output}.residual")
+        gamma = constant(f"{output}.gamma", norm[0])
+        beta = constant(f"{output}.beta", norm[1])
+        return node(
+            "LayerNormalization", [summed, gamma, beta], output, axis=-1, epsilon=encoder.epsilon
+        )
+
     ids = node("Cast", ["input_ids"], "input_ids_int32", to=onnx_file.INT32)
     mask = node("Cast", ["attention_mask"], "attention_mask_int32", to=onnx_file.INT32)
     hidden = node(
@@ -317,18 +334,8 @@ def save_onnx(encoder: Encoder, target: Path) -> None:
         )
         weight, bias = transposed(f"{name}.attention_output", layer.attention_output)
         projected = node("MatMul", [attended, weight], f"{name}.attention_output")
-        normed = node(
-            "SkipLayerNormalization",
-            [
-                projected,
-                hidden,
-                constant(f"{name}.attention_norm.gamma", layer.attention_norm[0]),
-                constant(f"{name}.attention_norm.beta", layer.attention_norm[1]),
-                bias,
-            ],
-            f"{name}.attention_norm",
-            microsoft=True,
-            epsilon=encoder.epsilon,
+        normed = residual_norm(
+            projected, bias, hidden, layer.attention_norm, f"{name}.attention_norm"
         )
         weight, bias = transposed(f"{name}.intermediate", layer.intermediate)
         inner = node("MatMul", [normed, weight], f"{name}.intermediate")
@@ -341,18 +348,12 @@ def save_onnx(encoder: Encoder, target: Path) -> None:
         weight, bias = transposed(f"{name}.output", layer.output)
         outer = node("MatMul", [inner, weight], f"{name}.output")
         last = index == len(encoder.layers) - 1
-        hidden = node(
-            "SkipLayerNormalization",
-            [
-                outer,
-                normed,
-                constant(f"{name}.output_norm.gamma", layer.output_norm[0]),
-                constant(f"{name}.output_norm.beta", layer.output_norm[1]),
-                bias,
-            ],
+        hidden = residual_norm(
+            outer,
+            bias,
+            normed,
+            layer.output_norm,
             "token_embeddings" if last else f"{name}.output_norm",
-            microsoft=True,
-            epsilon=encoder.epsilon,
         )
     if not encoder.layers:
         hidden = node("Identity", [hidden], "token_embeddings")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from embedify_huggingface import graph
 from embedify_huggingface.head import Array, Batch
 
 ENCODER_ONLY_T5 = {"t5", "mt5", "umt5"}
@@ -31,7 +32,10 @@ class OnnxRuntime:
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(
-            str(onnx_file), options, providers=["CPUExecutionProvider"]
+            str(onnx_file),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=graph.UNFUSED,
         )
         self.inputs = {i.name for i in self.session.get_inputs()}
 
@@ -61,8 +65,12 @@ def import_torch() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def load_transformer(path: Path, *, trust_remote_code: bool, dtype: str = "float32") -> Any:
-    """The folder's transformer as a torch module in eval mode (encoder only for T5)."""
+def load_transformer(
+    path: Path, *, trust_remote_code: bool, dtype: str = "float32", attention: str | None = None
+) -> Any:
+    """The folder's transformer as a torch module in eval mode (encoder only for T5).
+    ``attention`` is transformers' ``attn_implementation``: its default (SDPA where the model
+    supports it) to run, ``"eager"`` to export (the ONNX optimizer fuses eager attention)."""
     torch, transformers = import_torch()
 
     config = transformers.AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
@@ -86,7 +94,7 @@ def load_transformer(path: Path, *, trust_remote_code: bool, dtype: str = "float
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
         **{_dtype_argument(): getattr(torch, dtype)},
-        attn_implementation="eager",
+        attn_implementation=attention,
     )
     return model.eval()
 
