@@ -132,10 +132,16 @@ def test_the_rate_is_a_moving_average_of_finished_batches() -> None:
     assert rate == 150
 
 
-def test_lengths_within_a_factor_of_two_are_taken_in_rank_order() -> None:
-    queue = request(0, 40) + request(1, 100) + request(2, 50) + request(3, 35)
+def test_lengths_within_a_quarter_octave_are_taken_in_rank_order() -> None:
+    queue = request(0, 40) + request(1, 100) + request(2, 44) + request(3, 42)
     assert [item.request for item in select(queue, max_inputs=2)] == [0, 2]
     assert [item.request for item in select(queue, max_inputs=3)] == [0, 2, 3]
+
+
+def test_a_nearer_length_beats_an_older_input_of_the_same_octave() -> None:
+    """130 and 250 tokens are one octave; batching them pads the 130 by 1.9x."""
+    queue = request(0, 130) + request(1, 250) + request(2, 135)
+    assert [item.request for item in select(queue, max_inputs=2)] == [0, 2]
 
 
 def test_one_long_input_does_not_pad_a_batch_of_short_ones() -> None:
