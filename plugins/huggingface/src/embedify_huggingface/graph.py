@@ -33,7 +33,7 @@ from embedify_huggingface.weights import Array, read_weights
 GRAPH_FORMAT = "graph-2"
 #: ONNX Runtime fusions the session must not apply to a built graph: on this graph's residual
 #: connections, SkipLayerNormalization measured 3.4x the kernel time of Add + Add +
-#: LayerNormalization (fp32, AVX-512, ONNX Runtime 1.32), 4-9% of the whole model.
+#: LayerNormalization (fp32, AVX-512, ONNX Runtime 1.32): 2-9% of the whole model, median 6%.
 UNFUSED = ["SkipLayerNormFusion"]
 TORCH_EXTRA_HINT = (
     "pip install 'embedify-huggingface[torch]' to export it with torch.onnx instead "

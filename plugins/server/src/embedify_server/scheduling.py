@@ -12,9 +12,9 @@ new requests keep arriving, because its rank is fixed when it arrives.
 Selection: the best-ranked input always goes into the next batch, so no input waits longer than
 the number of inputs ranked before it. The rest of the batch comes from the next ``window``
 inputs of the same role, nearest in length first (lengths within a quarter octave, a factor
-of 1.19, count as equal, and then rank decides), while the padded batch (inputs x longest input, what a padded
-forward pass computes) stays within the token budget and at most doubles the real work: one
-long input does not turn a batch of short ones into a batch of long ones.
+of 1.19, count as equal, and then rank decides), while the padded batch (inputs x longest
+input, what a padded forward pass computes) stays within the token budget and at most doubles
+the real work: one long input does not turn a batch of short ones into a batch of long ones.
 """
 
 from __future__ import annotations
