@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from embedify_openai.model import (
     KNOWN_MODELS,
@@ -138,7 +138,7 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
             )
         credentials: dict[str, Any] = {"api_key": key} if key else {"azure_ad_token": static_token}
         return openai.AsyncAzureOpenAI(
-            azure_endpoint=self.base_url,
+            azure_endpoint=cast(str, self.base_url),  # prepare() refused a missing endpoint
             azure_deployment=self.model_id,
             api_version=self._api_version(),
             default_headers=headers,

@@ -33,7 +33,8 @@ def vector_for(model: str, input_type: str, text: str, dimension: int | None = N
         hashlib.sha256(f"{model}\0{input_type}\0{text}".encode()).digest()[:8], "little"
     )
     vector = np.random.default_rng(seed).standard_normal(DIMENSIONS[model])[:dimension]
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
+    unit: np.ndarray = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return unit
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -93,14 +93,15 @@ def _torch_export(folder: ModelFolder, out: Path) -> None:
     if takes_token_types:
         names.append("token_type_ids")
 
-    class TokenEmbeddings(torch.nn.Module):
+    module: Any = torch.nn.Module  # torch comes untyped from import_torch()
+
+    class TokenEmbeddings(module):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            hidden: torch.Tensor = self.model(**dict(zip(names, inputs))).last_hidden_state
-            return hidden
+        def forward(self, *inputs: Any) -> Any:
+            return self.model(**dict(zip(names, inputs))).last_hidden_state
 
     with warnings.catch_warnings():  # tracing warnings about shapes do not apply here
         warnings.simplefilter("ignore")

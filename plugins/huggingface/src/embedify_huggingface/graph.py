@@ -112,14 +112,15 @@ class _Weights:
     def __init__(self, tensors: dict[str, Array], model_type: str) -> None:
         self.tensors = tensors
         candidates = ["", f"{model_type.replace('-', '_')}.", "bert.", "roberta.", "model."]
-        self.prefix = next(
+        prefix = next(
             (p for p in candidates if f"{p}embeddings.word_embeddings.weight" in tensors), None
         )
-        if self.prefix is None:
+        if prefix is None:
             raise ConfigurationError(
                 f"the weights hold no embeddings.word_embeddings.weight for {model_type!r}; "
                 f"{TORCH_EXTRA_HINT}"
             )
+        self.prefix: str = prefix
 
     def __getitem__(self, name: str) -> Array:
         return self.tensors[self.prefix + name]

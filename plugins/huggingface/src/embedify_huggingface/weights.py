@@ -45,7 +45,7 @@ def read_safetensors(file: Path) -> dict[str, Array]:
                 f"{file}: tensor {name} has unsupported dtype {entry['dtype']}"
             )
         start, end = entry["data_offsets"]
-        raw = np.frombuffer(data[start:end], dtype=_DTYPES[entry["dtype"]])
+        raw: Array = np.frombuffer(data[start:end], dtype=_DTYPES[entry["dtype"]])
         if entry["dtype"] == "BF16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
         elif raw.dtype.kind == "f":

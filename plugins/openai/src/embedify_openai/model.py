@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -53,8 +53,8 @@ class OpenAIOptions(embedify.HTTPOptions):
 
 class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "openai"
-    default_model_id = "text-embedding-3-small"
-    options_class: Any = OpenAIOptions
+    default_model_id: ClassVar[str | None] = "text-embedding-3-small"
+    options_class = OpenAIOptions
     options: OpenAIOptions
     role_mapping = {
         "document": "same input (no role parameter)",
@@ -62,7 +62,7 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
     }
     default_max_concurrency = 16
     normalized = True
-    default_base_url = "https://api.openai.com/v1"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     base_url_variables = ("OPENAI_BASE_URL",)
     api_key_variables = ("OPENAI_API_KEY",)
 

@@ -77,7 +77,8 @@ def vector_for(model: str, text: str, dimension: int | None = None) -> np.ndarra
     size = MODELS.get(model, 64)
     raw = hashlib.shake_256(f"{model}\0{text}".encode()).digest(2 * size)
     vector = np.frombuffer(raw, dtype="<i2")[: dimension or size].astype(np.float32)
-    return vector / np.linalg.norm(vector)
+    unit: np.ndarray = vector / np.linalg.norm(vector)
+    return unit
 
 
 def go_duration(seconds: float) -> str:
