@@ -72,6 +72,9 @@ def _plugin_session(plugin: str) -> Callable[[nox.Session], None]:
         session.install("pytest", "pytest-asyncio", "pytest-markdown-docs")
         session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
         if plugin in INTEGRATION_DOCS:
+            # Typed against the framework it plugs into, which only this virtualenv has.
+            session.install("mypy", "types-tqdm")
+            session.run("mypy", f"plugins/{plugin}/src")
             if plugin in DOCS_NEEDS:
                 session.install(*DOCS_NEEDS[plugin])
             # langchain-tests brings pytest-recording, which breaks markdown-docs collection.

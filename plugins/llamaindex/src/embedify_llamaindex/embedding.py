@@ -92,7 +92,7 @@ class EmbedifyEmbedding(BaseEmbedding):
                 f"'openai:text-embedding-3-small', or an embedify EmbeddingModel; got {chosen!r}."
             )
         limit = built.options.batch_size or built.info.limits.max_inputs_per_request
-        super().__init__(  # type: ignore[call-arg]  # pydantic: the fields include ours
+        super().__init__(
             model_name=name,
             embed_batch_size=min(limit or _MOST_LLAMAINDEX_ALLOWS, _MOST_LLAMAINDEX_ALLOWS),
             options=_serialisable(engine_options),

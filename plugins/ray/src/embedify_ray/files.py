@@ -230,7 +230,7 @@ def embed_file(
                 done,
                 target,
                 plan,
-                model,
+                None if isinstance(model, EmbeddingModel) else model,  # refused above
                 column,
                 output_column,
                 role,
@@ -274,7 +274,7 @@ def _embed_on_ray(
     from embedify_ray.dataset import BatchEmbedder
 
     actor_class = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)(BatchEmbedder)
-    pool = [
+    pool: list[Any] = [  # actor handles
         actor_class.remote(model, column, output_column, role, plan.options)
         for _ in range(plan.actors)
     ]
