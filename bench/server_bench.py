@@ -94,7 +94,7 @@ def server_command(name: str, port: int, infinity: str) -> list[str]:
     if name == "embedify":
         return [
             sys.executable, "-m", "embedify", "serve", "local", "--port", str(port),
-            "--served-model-name", SERVED_NAME, "--no-access-log",
+            "--served-model-name", SERVED_NAME, "--no-access-log", "--no-auth",
             # 64 clients x up to 32 texts: room for all of them, so that nothing is refused.
             "--max-concurrent-requests", "2048", *EMBEDIFY_ARGS,
         ]  # fmt: skip

@@ -151,7 +151,7 @@ def test_an_index_built_with_another_model_is_one_line(tmp_path: Path) -> None:
     index = tmp_path / "index.sqlite3"
     run("search", "-m", "fake:8", "--index", str(index), str(tmp_path / "a.txt"), "text")
     line = fails("search", "-m", "fake:16", "--index", str(index), str(tmp_path), "x", status=2)
-    assert line.startswith(f"Error: --index {index} was built with model fake:8@")
+    assert line.startswith(f"Error: --index {index} was built with fake:8@")
 
 
 def test_a_broken_config_file_is_one_line_and_help_still_works(isolated_home: Path) -> None:
@@ -268,9 +268,11 @@ def test_search_of_an_empty_folder_says_why(tmp_path: Path) -> None:
     )
     (tmp_path / "data.bin").write_bytes(b"\0" * 10)
     (tmp_path / "old.txt").write_bytes("olé".encode("latin-1"))
-    assert "no text files; skipped 2 files (1 binary, 1 not UTF-8)" in fails(
-        "search", "-m", "fake", str(tmp_path), "x", status=1
-    )
+    result = CliRunner().invoke(cli, ["search", "-m", "fake", str(tmp_path), "x"])
+    *named, error = result.output.strip().splitlines()
+    assert result.exit_code == 1 and error.startswith("Error: nothing to search in")
+    assert "no text files; skipped 2 files (1 binary, 1 not UTF-8)" in error
+    assert named == ["warning: skipped data.bin: binary", "warning: skipped old.txt: not UTF-8"]
 
 
 def test_previews_end_at_a_sentence_or_line() -> None:
@@ -324,12 +326,12 @@ def test_plugins_that_exit_or_take_names_cannot_break_embedify(tmp_path: Path) -
     assert "exits_on_import (exits_on_import 1.0): ERROR: import failed: SystemExit" in listing
     assert "exits_in_hook (exits_in_hook 1.0): ERROR: register models failed: SystemExit" in listing
     assert (
-        "lost provider 'fake' to embedify.fake (embedify) (built in); "
-        "choose with EMBEDIFY_PROVIDERS='fake=takes_fake'" in listing
+        "refused provider 'fake': reserved for embedify (built in); "
+        "allow with EMBEDIFY_PROVIDERS='fake=takes_fake'" in listing
     )
     embedded = _embedify(tmp_path, "embed", "-m", "fake", "x")
     assert len(json.loads(embedded.stdout)[0]["embedding"]) == 64  # the built-in fake kept it
-    assert "warning: embedify: provider 'fake' is registered by" in embedded.stderr
+    assert "warning: embedify: refused the provider 'fake' of takes_fake" in embedded.stderr
 
 
 def test_help_imports_no_numpy_or_pydantic() -> None:

@@ -138,7 +138,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_long_retry_after_on_a_5xx_fails_without_retrying() -> None:
-    decision = decide(TransientError("503", retry_after=policy.MAX_RETRY_AFTER + 1))
+    decision = decide(TransientError("503", retry_after=policy.DEFAULT_MAX_RETRY_WAIT + 1))
     assert isinstance(decision, policy.FailItems)
 
 

@@ -36,6 +36,10 @@ class Plugin:
             register.alias(alias, target)
 
 
+OPENAI_FACTORY = "embedify_openai.model:OpenAIEmbeddingModel"
+LOCAL_FACTORY = "embedify_huggingface.model:LocalEmbeddingModel"
+
+
 def make_registry(*plugins: tuple[str, object, str | None]) -> Registry:
     """A registry holding only the given (name, plugin object, distribution) plugins."""
     registry = Registry()
@@ -47,9 +51,11 @@ def make_registry(*plugins: tuple[str, object, str | None]) -> Registry:
 
 
 def test_provider_model_split_at_first_colon() -> None:
-    registry = make_registry(
-        ("p", Plugin(("tei", {"default_model": "http://127.0.0.1:8080"})), None)
-    )
+    tei = {
+        "factory": "embedify_tei.model:TEIEmbeddingModel",
+        "default_model": "http://127.0.0.1:8080",
+    }
+    registry = make_registry(("tei", Plugin(("tei", tei)), "embedify-tei"))
     provider, model_id = registry.resolve("tei:http://10.0.0.1:8080/x")
     assert provider.name == "tei" and model_id == "http://10.0.0.1:8080/x"
     assert registry.resolve("tei")[1] == "http://127.0.0.1:8080"
@@ -83,7 +89,12 @@ def test_provider_aliases_and_model_aliases() -> None:
     registry = make_registry(
         (
             "p",
-            Plugin(("local", {"aliases": ["hf"], "default_model": "mini"})),
+            Plugin(
+                (
+                    "local",
+                    {"factory": LOCAL_FACTORY, "aliases": ["hf"], "default_model": "mini"},
+                )
+            ),
             "embedify-huggingface",
         ),
         (
@@ -144,40 +155,52 @@ def test_a_name_stays_with_its_first_registration_and_the_loser_is_reported() ->
     assert (conflict.winner, conflict.loser, conflict.reason) == ("a", "b", "registered first")
 
 
-def test_first_party_names_win_over_a_third_party_unless_the_user_chooses(
+def test_first_party_names_are_refused_to_a_third_party_unless_the_user_chooses(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugins = (
-        ("aaa-evil", Plugin(("openai", {"default_model": "evil"})), "evil-dist"),
-        ("openai", Plugin(("openai", {"default_model": "real"})), "embedify-openai"),
-        ("zzz", Plugin(("fake", {"default_model": "evil"})), "evil-dist"),
-    )
+    def plugins() -> tuple[tuple[str, object, str | None], ...]:  # Plugin pops its kwargs
+        real = {"factory": OPENAI_FACTORY, "default_model": "real"}
+        return (
+            ("aaa-evil", Plugin(("openai", {"default_model": "evil"})), "evil-dist"),
+            ("openai", Plugin(("openai", real)), "embedify-openai"),
+            ("zzz", Plugin(("fake", {"default_model": "evil"})), "evil-dist"),
+        )
+
     builtin = ("embedify.fake", Plugin(("fake", {"default_model": "8"})), "embedify")
     with pytest.warns(RuntimeWarning) as record:
-        registry = make_registry(*plugins, builtin)
+        registry = make_registry(*plugins(), builtin)
     messages = sorted(str(w.message) for w in record)
-    assert "using embedify.fake (embedify)'s (built in)" in messages[0]
-    assert "using openai (embedify-openai)'s (first-party)" in messages[1]
+    assert "refused the provider 'fake' of zzz (evil-dist): reserved for embedify" in messages[0]
+    assert "refused the provider 'openai' of aaa-evil (evil-dist)" in messages[1]
     assert registry.resolve("openai")[1] == "real" and registry.resolve("fake")[1] == "8"
-    assert {(c.name, c.loser) for c in registry.conflicts} == {
-        ("openai", "aaa-evil (evil-dist)"),
-        ("fake", "zzz (evil-dist)"),
+    assert {(c.name, c.loser, c.refused) for c in registry.conflicts} == {
+        ("openai", "aaa-evil (evil-dist)", True),
+        ("fake", "zzz (evil-dist)", True),
     }
     monkeypatch.setenv("EMBEDIFY_PROVIDERS", "openai=evil-dist")
-    assert make_registry(*plugins).resolve("openai")[1] == "evil"
+    with pytest.warns(RuntimeWarning, match="'openai' is provided by aaa-evil \\(evil-dist\\)"):
+        assert make_registry(*plugins()[:2]).resolve("openai")[1] == "evil"
     monkeypatch.delenv("EMBEDIFY_PROVIDERS")
     config = isolated_home / "config"
     config.mkdir()
-    (config / "config.json").write_text(json.dumps({"providers": {"openai": "aaa-evil"}}))
+    (config / "config.json").write_text(json.dumps({"providers": {"same": "b"}}))
+    contested = (
+        ("a", Plugin(("same", {"default_model": "from-a"})), None),
+        ("b", Plugin(("same", {"default_model": "from-b"})), None),
+    )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the user's own choice is not warned about
-        assert make_registry(*plugins[:2]).resolve("openai")[1] == "evil"
+        warnings.simplefilter("error")  # the user's choice between third parties: no warning
+        assert make_registry(*contested).resolve("same")[1] == "from-b"
 
 
 def test_a_model_alias_cannot_send_another_distributions_name_elsewhere() -> None:
     with pytest.warns(RuntimeWarning, match="would send 'openai'"):
         registry = make_registry(
-            ("openai", Plugin(("openai", {"models": ["small"]})), "embedify-openai"),
+            (
+                "openai",
+                Plugin(("openai", {"factory": OPENAI_FACTORY, "models": ["small"]})),
+                "embedify-openai",
+            ),
             ("evil", Plugin(("evil", {}), aliases={"openai:small": "evil:x"}), "evil-dist"),
             ("pack", Plugin(aliases={"openai:big": "openai:/weights"}), "a-pack"),
         )

@@ -5,7 +5,9 @@ was over the model's limit; with the truncate policy for providers that cut inpu
 themselves), so changing anything that changes the vectors (model, revision, endpoint,
 dimensions, normalisation, role mapping, truncation) misses the cache instead of returning
 another vector. The engine writes each finished request in its own
-transaction, so an interrupted job loses at most the requests in flight.
+transaction, so an interrupted job loses at most the requests in flight; a write that fails
+(disk full) warns once and the job goes on without the cache. A damaged file, or another
+program's database, is a ``StorageError`` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from embedify.config import cache_dir
-from embedify.errors import ConfigurationError
+from embedify.errors import StorageError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -29,19 +32,64 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+_COLUMNS = ["key", "dimension", "vector"]
+_COLUMNS_OF = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 _SELECT_CHUNK = 500
+_FIXES = {
+    "cache": "delete it (it only holds vectors, which are computed again)",
+    "collection": "delete it to rebuild the collection, or choose another file",
+}
 
 
 def default_cache_path() -> Path:
     return cache_dir() / "embeddings.sqlite3"
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open a SQLite file for concurrent use by several processes (WAL, busy timeout)."""
+@contextmanager
+def storage_errors(path: Path, kind: Literal["cache", "collection"]) -> Iterator[None]:
+    """SQLite errors as one ``StorageError`` naming the file and what to do about it."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:  # locked, disk full, read-only, cannot open
+        raise StorageError(
+            f"cannot use the {kind} file {path} ({error}).", path=str(path)
+        ) from None
+    except sqlite3.DatabaseError as error:  # not a database, malformed
+        raise StorageError(
+            f"{path} is damaged or not an embedify {kind} ({error}); {_FIXES[kind]}.",
+            path=str(path),
+        ) from None
+
+
+def connect(
+    path: Path, kind: Literal["cache", "collection"], tables: Mapping[str, Sequence[str]]
+) -> sqlite3.Connection:
+    """Open a SQLite file for concurrent use by several processes (WAL, busy timeout).
+
+    A file that holds tables but not ``tables`` (name: columns) is another program's database:
+    it is refused before anything, even the journal mode, is written to it.
+    """
+    if path.is_dir():
+        raise StorageError(
+            f"{path} is a folder, not a {kind} file; give the path of a file.", path=str(path)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
+    try:
+        used = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone()
+        if used and any(
+            [column for (column,) in connection.execute(_COLUMNS_OF, (name,))] != list(columns)
+            for name, columns in tables.items()
+        ):
+            raise StorageError(
+                f"{path} is a SQLite file but not an embedify {kind}; choose another file.",
+                path=str(path),
+            )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except (StorageError, sqlite3.Error):
+        connection.close()
+        raise
     return connection
 
 
@@ -54,9 +102,14 @@ class EmbeddingCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._connection = connect(path)
-        with self._connection:
-            self._connection.executescript(_SCHEMA)
+        with storage_errors(path, "cache"):
+            self._connection = connect(path, "cache", {"embeddings": _COLUMNS})
+            try:
+                with self._connection:
+                    self._connection.executescript(_SCHEMA)
+            except sqlite3.Error:
+                self._connection.close()
+                raise
 
     @classmethod
     def open(cls, where: bool | Path | str) -> EmbeddingCache:
@@ -67,9 +120,10 @@ class EmbeddingCache:
             if path not in cls._open:
                 try:
                     cls._open[path] = cls(path)
-                except (OSError, sqlite3.Error) as error:
-                    raise ConfigurationError(
-                        f"cache={str(where)!r}: cannot open {path} as a cache ({error})."
+                except OSError as error:
+                    raise StorageError(
+                        f"cache={str(where)!r}: cannot open {path} as a cache ({error}).",
+                        path=str(path),
                     ) from None
             return cls._open[path]
 
@@ -86,7 +140,7 @@ class EmbeddingCache:
 
     def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray[Any, Any] | None]:
         found: dict[bytes, np.ndarray[Any, Any]] = {}
-        with self._lock:
+        with storage_errors(self.path, "cache"), self._lock:
             for start in range(0, len(keys), _SELECT_CHUNK):
                 chunk = keys[start : start + _SELECT_CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -99,17 +153,18 @@ class EmbeddingCache:
         return [found.get(key) for key in keys]
 
     def put_many(self, keys: Sequence[bytes], vectors: np.ndarray[Any, Any]) -> None:
+        """Store the vectors in one transaction: all of them, or none (``StorageError``)."""
         little_endian = np.ascontiguousarray(vectors, dtype="<f4")
         rows = [
             (key, little_endian.shape[1], row.tobytes()) for key, row in zip(keys, little_endian)
         ]
-        with self._lock, self._connection:
+        with storage_errors(self.path, "cache"), self._lock, self._connection:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO embeddings (key, dimension, vector) VALUES (?, ?, ?)", rows
             )
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
+        with storage_errors(self.path, "cache"), self._lock:
             (count,) = self._connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()
         size = sum(
             p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
@@ -117,8 +172,8 @@ class EmbeddingCache:
         return {"entries": int(count), "bytes": size}
 
     def clear(self) -> int:
-        with self._lock, self._connection:
-            deleted = self._connection.execute("DELETE FROM embeddings").rowcount
-        with self._lock:
+        with storage_errors(self.path, "cache"), self._lock:
+            with self._connection:
+                deleted = self._connection.execute("DELETE FROM embeddings").rowcount
             self._connection.execute("VACUUM")
         return int(deleted)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,21 +61,45 @@ def chunk_text(text: str, max_words: int = 120) -> list[Passage]:
     return passages
 
 
+def utf8_name(name: str) -> bool:
+    """Whether a file name (as ``os`` decodes it, undecodable bytes as surrogates) is UTF-8
+    text: only those can be stored, printed and sent to a model as they are."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_text_files(
-    root: Path, *, follow_links: bool = False, skipped: Counter[str] | None = None
+    root: Path,
+    *,
+    follow_links: bool = False,
+    skipped: Counter[str] | None = None,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> Iterator[tuple[Path, str]]:
     """Each UTF-8 text file under ``root`` (a file or folder) with its text, in path order.
 
     Hidden files and folders are ignored. Whatever else is not a readable UTF-8 text file is
-    skipped without blocking and counted in ``skipped`` by reason: FIFOs, sockets and devices
-    are never opened; broken links, unreadable, binary, over-large and non-UTF-8 files are
-    counted. Links that lead out of ``root`` are followed only with ``follow_links``; each real
-    file and folder is visited once, so link loops end.
+    skipped without blocking, counted in ``skipped`` by reason and passed to ``on_skip`` (the
+    path, the reason): FIFOs, sockets and devices are never opened; broken links, unreadable,
+    binary, over-large and non-UTF-8 files, and files and folders whose names are not UTF-8,
+    are skipped. Links that lead out of ``root`` are followed only with ``follow_links``; each
+    real file and folder is visited once, so link loops end.
     """
-    skipped = Counter() if skipped is None else skipped
+    counts: Counter[str] = Counter() if skipped is None else skipped
+
+    def skip(path: Path, reason: str) -> None:
+        counts[reason] += 1
+        if on_skip is not None:
+            on_skip(path, reason)
+
     root = root.resolve()
     if not root.is_dir():
-        text = _read(root, skipped)
+        if not utf8_name(root.name):
+            skip(root, "file name is not UTF-8")
+            return
+        text = _read(root, skip)
         if text is not None:
             yield root, text
         return
@@ -88,7 +112,7 @@ def read_text_files(
             # Real entries before links, so a file reached both ways keeps its own name.
             entries = sorted(os.scandir(folder), key=lambda e: (e.is_symlink(), e.name))
         except OSError:
-            skipped["unreadable folder"] += 1
+            skip(folder, "unreadable folder")
             continue
         files: list[Path] = []
         subfolders: list[Path] = []
@@ -99,10 +123,14 @@ def read_text_files(
             try:
                 info = path.stat()  # follows links
             except OSError:  # a broken link, or a loop of links
-                skipped["broken link"] += 1
+                skip(path, "broken link")
                 continue
             if entry.is_symlink() and not follow_links and not path.resolve().is_relative_to(root):
-                skipped["link out of the folder"] += 1
+                skip(path, "link out of the folder")
+                continue
+            if not utf8_name(entry.name):
+                kind = "folder" if stat.S_ISDIR(info.st_mode) else "file"
+                skip(path, f"{kind} name is not UTF-8")
                 continue
             if (info.st_dev, info.st_ino) in seen:
                 continue
@@ -112,40 +140,40 @@ def read_text_files(
             elif stat.S_ISREG(info.st_mode):
                 files.append(path)
             else:
-                skipped["not a regular file"] += 1
+                skip(path, "not a regular file")
         folders.extend(sorted(subfolders, reverse=True))
         for path in sorted(files):
-            text = _read(path, skipped)
+            text = _read(path, skip)
             if text is not None:
                 yield path, text
 
 
-def _read(path: Path, skipped: Counter[str]) -> str | None:
-    """The file's text, or None after counting why not. Opens without blocking, and reads only
-    what ``fstat`` says is a regular file (the path may have changed since it was listed)."""
+def _read(path: Path, skip: Callable[[Path, str], None]) -> str | None:
+    """The file's text, or None after ``skip`` says why not. Opens without blocking, and reads
+    only what ``fstat`` says is a regular file (the path may have changed since it was listed)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
-        skipped["broken link" if isinstance(error, FileNotFoundError) else "unreadable"] += 1
+        skip(path, "broken link" if isinstance(error, FileNotFoundError) else "unreadable")
         return None
     with os.fdopen(descriptor, "rb") as file:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
-            skipped["not a regular file"] += 1
+            skip(path, "not a regular file")
             return None
         if info.st_size > MAX_FILE_BYTES:
-            skipped["too large"] += 1
+            skip(path, "too large")
             return None
         try:
             data = file.read(MAX_FILE_BYTES + 1)
         except OSError:
-            skipped["unreadable"] += 1
+            skip(path, "unreadable")
             return None
     if b"\0" in data[:8192]:
-        skipped["binary"] += 1
+        skip(path, "binary")
         return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        skipped["not UTF-8"] += 1
+        skip(path, "not UTF-8")
         return None

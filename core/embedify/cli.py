@@ -90,6 +90,9 @@ class _Group(click.Group):
             raise click.ClickException(message) from error
 
     def _add_plugin_commands(self) -> None:
+        """Each plugin adds its commands to a group of its own; the registry then decides which
+        to keep, so that no plugin replaces a built-in or first-party command (``serve``
+        receives the API key) unless the user chose it. A hook that raises adds nothing."""
         if self._plugins_added:
             return
         self._plugins_added = True
@@ -100,17 +103,30 @@ class _Group(click.Group):
             registry.load()
         except EmbedifyError as error:  # e.g. a broken config file: help still works
             click.echo(f"warning: {_one_line(str(error))}", err=True)
+        claims: list[tuple[str, str, click.Command, str | None]] = []
         for implementation in registry.plugin_manager.hook.register_commands.get_hookimpls():
+            own_group = click.Group(self.name)
             try:
-                implementation.function(cli=self)
+                implementation.function(cli=own_group)
             except KeyboardInterrupt:
                 raise
             except BaseException as error:  # SystemExit too: one plugin must not stop the CLI
+                status = registry.plugins.get(implementation.plugin_name)
+                source = f" ({status.distribution})" if status and status.distribution else ""
                 click.echo(
-                    f"warning: plugin {implementation.plugin_name!r} failed to add commands: "
-                    f"{type(error).__name__}: {error}",
+                    f"warning: plugin {implementation.plugin_name!r}{source} failed to add "
+                    f"commands: {type(error).__name__}: {error}",
                     err=True,
                 )
+                continue
+            for name, command in own_group.commands.items():
+                claims.append((name, implementation.plugin_name, command, _command_module(command)))
+        try:
+            chosen = registry.settle_commands(self.commands, claims)
+        except EmbedifyError as error:
+            click.echo(f"warning: {_one_line(str(error))}", err=True)
+            return
+        self.commands.update(chosen)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()
@@ -120,6 +136,13 @@ class _Group(click.Group):
         if name not in self.commands:
             self._add_plugin_commands()
         return super().get_command(ctx, name)
+
+
+def _command_module(command: object) -> str | None:
+    """The module a plugin's command comes from: its callback's, else its class's."""
+    callback = getattr(command, "callback", None)
+    module = getattr(callback if callback is not None else type(command), "__module__", None)
+    return module if isinstance(module, str) else None
 
 
 # Helpers for plugins' commands (``register_commands``), so `-m` and `-o` read the same everywhere.
@@ -366,11 +389,14 @@ def models(as_json: bool) -> None:
 
 @cli.command()
 def plugins() -> None:
-    """Show each plugin: its distribution, version, the names it provides, names it lost to
-    another plugin, and any load error."""
-    from embedify.registry import registry
+    """Show each plugin (its distribution, version, the names it provides, names it lost or was
+    refused, and any load error), then who provides each name and whether it is ours."""
+    from embedify.registry import CHOICE_VARIABLES, registry
 
     registry.load()
+    cli._add_plugin_commands()
+    conflicts = [*registry.conflicts, *registry.command_conflicts]
+    overrides = [*registry.overrides, *registry.command_overrides]
     for status in sorted(registry.plugins.values(), key=lambda s: s.name):
         state = f"ERROR: {status.error}" if status.error else "ok"
         source = " ".join(filter(None, [status.distribution, status.version]))
@@ -383,13 +409,32 @@ def plugins() -> None:
         click.echo(f"{status.name}{f' ({source})' if source else ''}: {state}")
         if provided:
             click.echo(f"    provides: {', '.join(provided)}")
-        for conflict in registry.conflicts:
-            if conflict.loser_plugin == status.name:
+        owner = status.distribution or status.name
+        for conflict in conflicts:
+            if conflict.loser_plugin != status.name:
+                continue
+            choose = f"{CHOICE_VARIABLES[conflict.kind]}='{conflict.name}={owner}'"
+            if conflict.refused:
+                click.echo(
+                    f"    refused {conflict.kind} {conflict.name!r}: {conflict.reason}; "
+                    f"allow with {choose}"
+                )
+            else:
                 click.echo(
                     f"    lost {conflict.kind} {conflict.name!r} to {conflict.winner} "
-                    f"({conflict.reason}); choose with EMBEDIFY_PROVIDERS="
-                    f"'{conflict.name}={status.distribution or status.name}'"
+                    f"({conflict.reason}); choose with {choose}"
                 )
+        for override in overrides:
+            if override.plugin == status.name:
+                click.echo(
+                    f"    holds {override.kind} {override.name!r} instead of {override.owner} "
+                    "(your choice)"
+                )
+        for problem in status.problems:
+            click.echo(f"    refused {problem}")
+    click.echo("names:")
+    for (kind, name), (who, origin) in sorted(registry.owners.items()):
+        click.echo(f"    {kind} {name}: {who}, {origin}")
 
 
 @cli.group()
@@ -448,6 +493,25 @@ def cache_clear(path: str | None) -> None:
     click.echo(f"removed {store.clear()} entries from {store.path}")
 
 
+#: Skipped files named one warning line each, at most; the summary line counts them all.
+NAMED_SKIPS = 20
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as it can always be printed: bytes that are not UTF-8 as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _warn_skipped(root: Path, skips: list[tuple[Path, str]]) -> None:
+    """One warning line per skipped file (its path relative to ``root``), the first
+    ``NAMED_SKIPS`` of them, then one line saying the rest go unnamed."""
+    for path, reason in skips[:NAMED_SKIPS]:
+        relative = path.relative_to(root) if path.is_relative_to(root) else path
+        click.echo(f"warning: skipped {shown_path(relative)}: {reason}", err=True)
+    if len(skips) > NAMED_SKIPS:
+        click.echo(f"warning: {len(skips) - NAMED_SKIPS} more files skipped", err=True)
+
+
 def _skipped_summary(skipped: Counter[str]) -> str:
     if not skipped:
         return ""
@@ -500,7 +564,14 @@ def search(
     skipped: Counter[str] = Counter()
     items: dict[str, Item] = {}
     files = 0
-    for file, text in read_text_files(root, follow_links=follow_links, skipped=skipped):
+    skips: list[tuple[Path, str]] = []  # named after the model loads: usage errors first
+    files_and_texts = read_text_files(
+        root,
+        follow_links=follow_links,
+        skipped=skipped,
+        on_skip=lambda file, reason: skips.append((file, reason)),
+    )
+    for file, text in files_and_texts:
         files += 1
         relative = str(file.relative_to(root)) if file != root else file.name
         for passage in chunk_text(text, max_words):
@@ -513,15 +584,18 @@ def search(
     if not items:
         why = _skipped_summary(skipped) or "hidden files and folders are ignored"
         found = f"{files} text files hold no text" if files else "no text files"
-        raise click.ClickException(f"nothing to search in {path}: {found}; {why}")
+        _warn_skipped(root, skips)
+        raise click.ClickException(f"nothing to search in {shown_path(path)}: {found}; {why}")
     model = load_model(model_name, model_options, cache=True, show_progress=True)
     if index_path is None:
-        key = hashlib.sha256(f"{root}\0{model.info.fingerprint()}".encode()).hexdigest()[:20]
+        identity = os.fsencode(root) + b"\0" + model.info.fingerprint().encode()
+        key = hashlib.sha256(identity).hexdigest()[:20]
         index_path = cache_dir() / "collections" / f"{key}.sqlite3"
     try:
         collection = Collection(index_path, model)
     except ModelMismatchError as error:
         raise UsageFailure(f"--index {_one_line(str(error))}") from error
+    _warn_skipped(root, skips)
     stale = collection.ids() - items.keys()
     collection.delete(stale)
     result = collection.upsert(items.values())

@@ -1,8 +1,11 @@
 """A SQLite store of embedded texts that re-embeds only what changed.
 
 Each item has an id, its text, JSON metadata, a hash of its content and its vector. A
-collection remembers the fingerprint of the model that filled it: using it with a model that
-would produce different vectors is an error rather than silently wrong search results.
+collection remembers the fingerprint of the model that filled it and the width of its vectors:
+using it with a model that would produce different vectors is an error, raised before anything
+is written, rather than silently wrong search results. There is no override: to change models,
+delete the file and rebuild. Several processes may share one file; a query sees every write
+committed before it (a cheap version check, the vectors are read again only when they changed).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from embedify.cache import connect
-from embedify.errors import ConfigurationError
+from embedify.cache import connect, storage_errors
+from embedify.errors import ConfigurationError, StorageError
 from embedify.model import EmbeddingModel
 from embedify.similarity import Metric, top_k
 
@@ -34,7 +37,7 @@ CREATE TABLE IF NOT EXISTS items (
     vector BLOB NOT NULL
 );
 """
-_TABLES = {"meta", "items"}
+_TABLES = {"meta": ["key", "value"], "items": ["id", "text", "metadata", "content_hash", "vector"]}
 
 
 @dataclass
@@ -77,43 +80,41 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@contextmanager
-def _file_errors(path: Path) -> Iterator[None]:
-    """SQLite errors as one error naming the file and what to do about it."""
-    try:
-        yield
-    except sqlite3.OperationalError as error:
-        raise ConfigurationError(f"cannot use the collection file {path}: {error}.") from None
-    except sqlite3.DatabaseError as error:
-        raise ConfigurationError(
-            f"{path} is damaged or not an embedify collection ({error}); delete it to rebuild "
-            "the collection, or choose another file."
-        ) from None
-
-
 def _open(path: Path) -> sqlite3.Connection:
     """Connect to a collection file, refusing empty files and other SQLite databases."""
     if path.is_file() and path.stat().st_size == 0:
-        raise ConfigurationError(
+        raise StorageError(
             f"{path} is an empty file (0 bytes), not an embedify collection; delete it to start "
-            "a new collection there."
+            "a new collection there.",
+            path=str(path),
         )
-    with _file_errors(path):
-        connection = connect(path)
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-    if tables and not _TABLES.issubset(tables):
-        connection.close()
-        raise ConfigurationError(
-            f"{path} is a SQLite file but not an embedify collection; choose another file."
-        )
-    return connection
+    with storage_errors(path, "collection"):
+        return connect(path, "collection", _TABLES)
+
+
+def _stored_model(connection: sqlite3.Connection) -> tuple[str, int | None] | None:
+    """The fingerprint and vector width a collection was built with (``None``: a new file).
+    Files written before the width was stored give it by their first vector."""
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+        return None
+    meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+    if "fingerprint" not in meta:
+        return None
+    if "width" in meta:
+        return meta["fingerprint"], int(meta["width"])
+    row = connection.execute("SELECT length(vector) FROM items LIMIT 1").fetchone()
+    return meta["fingerprint"], (row[0] // 4 if row else None)
+
+
+def _described(fingerprint: str, width: int | None) -> str:
+    return fingerprint if width is None else f"{fingerprint} (width {width})"
 
 
 def read_collection_info(path: Path) -> CollectionInfo:
     """The model fingerprint and item count of a collection file, without loading a model."""
     connection = _open(path)
     try:
-        with _file_errors(path):
+        with storage_errors(path, "collection"):
             row = connection.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
             (count,) = connection.execute("SELECT COUNT(*) FROM items").fetchone()
     finally:
@@ -179,28 +180,37 @@ class Collection:
         self._lock = threading.Lock()
         self._connection = _open(self.path)
         self._matrix: tuple[list[str], np.ndarray[Any, Any]] | None = None
-        with _file_errors(self.path), self._connection:
-            self._connection.executescript(_SCHEMA)
-            row = self._connection.execute(
-                "SELECT value FROM meta WHERE key = 'fingerprint'"
-            ).fetchone()
-            if row is None:
-                self._connection.execute(
-                    "INSERT INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,)
+        self._version = -1  # SQLite's data_version when the matrix was read
+        try:
+            with storage_errors(self.path, "collection"):
+                stored = _stored_model(self._connection)
+            width = model.info.output_dimension
+            if stored is not None and (
+                stored[0] != self.fingerprint
+                or (stored[1] is not None and width is not None and stored[1] != width)
+            ):
+                raise ModelMismatchError(
+                    f"{self.path} was built with {_described(*stored)}, not "
+                    f"{_described(self.fingerprint, width)}; their vectors are not comparable. "
+                    f"Use the model that built it, or delete {self.path} to rebuild it with "
+                    "this one, or choose another file."
                 )
-        if row is not None and row[0] != self.fingerprint:
-            raise ModelMismatchError(
-                f"{self.path} was built with model {row[0]}, not {self.fingerprint}; their "
-                "vectors are not comparable. Use the same model, or a new collection file."
-            )
+            with storage_errors(self.path, "collection"), self._connection:
+                self._connection.executescript(_SCHEMA)
+                self._connection.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,)
+                )
+        except BaseException:
+            self._connection.close()
+            raise
 
     def __len__(self) -> int:
-        with _file_errors(self.path):
+        with storage_errors(self.path, "collection"):
             (count,) = self._connection.execute("SELECT COUNT(*) FROM items").fetchone()
         return int(count)
 
     def ids(self) -> set[str]:
-        with _file_errors(self.path):
+        with storage_errors(self.path, "collection"):
             return {row[0] for row in self._connection.execute("SELECT id FROM items")}
 
     def upsert(
@@ -224,7 +234,7 @@ class Collection:
                 encoded.append(json.dumps(item.metadata))
             except (TypeError, ValueError) as error:
                 raise TypeError(f"item {index} ({item.id!r}): metadata {error}") from None
-        with _file_errors(self.path):
+        with storage_errors(self.path, "collection"):
             known = dict(self._connection.execute("SELECT id, content_hash FROM items").fetchall())
         changed = [
             (item, meta)
@@ -237,8 +247,12 @@ class Collection:
             if changed
             else None
         )
-        with _file_errors(self.path), self._lock, self._connection:
+        with storage_errors(self.path, "collection"), self._lock, self._connection:
+            # One write transaction from the width check to the last row: another process
+            # cannot slip vectors of another width in between.
+            self._connection.execute("BEGIN IMMEDIATE")
             if result is not None:
+                self._claim_width(int(result.vectors.shape[1]))
                 self._connection.executemany(
                     "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
                     [
@@ -265,32 +279,78 @@ class Collection:
         )
 
     def delete(self, ids: Iterable[str]) -> None:
-        with _file_errors(self.path), self._lock, self._connection:
+        with storage_errors(self.path, "collection"), self._lock, self._connection:
             self._connection.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
             self._matrix = None
 
+    def _claim_width(self, width: int) -> None:
+        """Record the collection's vector width on its first write; refuse vectors of another
+        width (an endpoint now serving another model) before any row is written."""
+        built_with = _stored_model(self._connection)
+        stored = built_with[1] if built_with else None
+        if stored is not None and stored != width:
+            raise ModelMismatchError(
+                f"{self.path} holds vectors of width {stored}, but {self.model!r} now returns "
+                f"width {width}; nothing was written. Use the model that built it, or delete "
+                f"{self.path} to rebuild it with this one."
+            )
+        self._connection.execute("INSERT OR IGNORE INTO meta VALUES ('width', ?)", (str(width),))
+
     def query(self, text: str, k: int = 10, metric: Metric = "cosine") -> list[Hit]:
-        """The ``k`` items most similar to ``text`` (embedded with the query role)."""
-        ids, matrix = self._load()
-        if not ids:
-            return []
-        indices, scores = top_k(self.model.embed_query(text), matrix, k, metric)
-        hits = []
-        with _file_errors(self.path):
-            for index, score in zip(indices.tolist(), scores.tolist()):
-                item_id = ids[index]
-                text_, metadata = self._connection.execute(
-                    "SELECT text, metadata FROM items WHERE id = ?", (item_id,)
-                ).fetchone()
-                hits.append(Hit(item_id, text_, json.loads(metadata), float(score)))
-        return hits
+        """The ``k`` items most similar to ``text`` (embedded with the query role).
+
+        Sees every write committed before it, by this object or any other connection."""
+        with self._reading():
+            if not self._load()[0]:
+                return []
+        vector = self.model.embed_query(text)
+        with self._reading():
+            ids, matrix = self._load()
+            if not ids:
+                return []
+            if len(vector) != matrix.shape[1]:
+                raise ModelMismatchError(
+                    f"{self.path} holds vectors of width {matrix.shape[1]}, but {self.model!r} "
+                    f"now returns width {len(vector)}; use the model that built it."
+                )
+            indices, scores = top_k(vector, matrix, k, metric)
+            chosen = [ids[index] for index in indices.tolist()]
+            marks = ",".join("?" * len(chosen))
+            rows = {
+                item_id: (text_, metadata)
+                for item_id, text_, metadata in self._connection.execute(
+                    f"SELECT id, text, metadata FROM items WHERE id IN ({marks})", chosen
+                )
+            }
+        return [
+            Hit(item_id, rows[item_id][0], json.loads(rows[item_id][1]), float(score))
+            for item_id, score in zip(chosen, scores.tolist())
+        ]
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """One read transaction: the version check, the vectors and the rows it reads all come
+        from the same commit, whatever other processes write meanwhile."""
+        with storage_errors(self.path, "collection"), self._lock:
+            self._connection.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._connection.rollback()
 
     def _load(self) -> tuple[list[str], np.ndarray[Any, Any]]:
-        if self._matrix is None:
-            with _file_errors(self.path):
-                rows = self._connection.execute(
-                    "SELECT id, vector FROM items ORDER BY id"
-                ).fetchall()
+        """The ids and vectors, read again only when the file changed since the last read:
+        SQLite's ``data_version`` moves when another connection commits; this object's own
+        writes drop the matrix."""
+        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        if self._matrix is None or version != self._version:
+            rows = self._connection.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
+            if len({len(row[1]) for row in rows}) > 1:
+                raise StorageError(
+                    f"{self.path} holds vectors of several widths (written by an older "
+                    "embedify); delete it to rebuild the collection.",
+                    path=str(self.path),
+                )
             ids = [row[0] for row in rows]
             blob = b"".join(row[1] for row in rows)
             matrix = (
@@ -298,5 +358,5 @@ class Collection:
                 if rows
                 else np.zeros((0, 0), np.float32)
             )
-            self._matrix = (ids, matrix)
+            self._matrix, self._version = (ids, matrix), version
         return self._matrix

@@ -5,10 +5,14 @@ The user config is a small JSON file, ``$EMBEDIFY_CONFIG_DIR/config.json`` (defa
 
     {"default_model": "openai:text-embedding-3-small",
      "aliases": {"small": "openai:text-embedding-3-small"},
-     "providers": {"openai": "my-openai-proxy"}}
+     "providers": {"openai": "my-openai-proxy"},
+     "commands": {"serve": "my-serve"}}
 
 ``EMBEDIFY_MODEL`` overrides ``default_model``. ``providers`` says which plugin or distribution
-owns a name that several installed plugins register (``EMBEDIFY_PROVIDERS`` overrides it).
+owns a provider name or model alias that several installed plugins register, or that is
+reserved for one of ours (first-party or built in) and that you give to a third party anyway;
+``commands`` does the same for CLI commands. ``EMBEDIFY_PROVIDERS`` and ``EMBEDIFY_COMMANDS``
+(``"name=distribution,..."``) override them.
 """
 
 from __future__ import annotations
@@ -29,27 +33,31 @@ class UserConfig:
     default_model: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)  # contested name -> its owner
+    commands: dict[str, str] = field(default_factory=dict)  # contested command -> its owner
 
     @classmethod
     def from_json(cls, data: Any) -> UserConfig:
         """Validated by hand: this runs on every command, and pydantic costs 100 ms to import."""
         if not isinstance(data, dict):
             raise ValueError("the file must hold a JSON object")
-        unknown = set(data) - {"default_model", "aliases", "providers"}
+        unknown = set(data) - {"default_model", "aliases", "providers", "commands"}
         if unknown:
             raise ValueError(
-                f"unknown keys {sorted(unknown)}; known: default_model, aliases, providers"
+                f"unknown keys {sorted(unknown)}; known: default_model, aliases, providers, "
+                "commands"
             )
         default = data.get("default_model")
         if default is not None and not isinstance(default, str):
             raise ValueError("default_model must be a string")
-        tables = {key: data.get(key, {}) for key in ("aliases", "providers")}
+        tables = {key: data.get(key, {}) for key in ("aliases", "providers", "commands")}
         for key, table in tables.items():
             if not isinstance(table, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in table.items()
             ):
                 raise ValueError(f"{key} must map names to strings")
-        return cls(default, dict(tables["aliases"]), dict(tables["providers"]))
+        return cls(
+            default, dict(tables["aliases"]), dict(tables["providers"]), dict(tables["commands"])
+        )
 
 
 def config_dir() -> Path:

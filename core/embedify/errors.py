@@ -24,6 +24,19 @@ class ConfigurationError(EmbedifyError, ValueError):
     """A model name, option or environment setting is wrong; the message says how to fix it."""
 
 
+class StorageError(ConfigurationError):
+    """A cache or collection file cannot be used (damaged, another program's database, a
+    folder, no space left); the message names the file and what to do. ``path`` is the file."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StorageWarning(UserWarning):
+    """The cache could not store this job's vectors; the job went on without it."""
+
+
 class UnknownModelError(ConfigurationError, LookupError):
     """A model name did not resolve to a registered provider or model."""
 

@@ -40,16 +40,28 @@ def register_models(register: Register) -> None:
     ``register.alias`` maps a model name to another one (``"provider:model"``); a plugin that
     ships weights uses it to point a model id at its folder.
 
+    Names must be usable: provider names and aliases are letters, digits, ``.``, ``_`` and
+    ``-``; model aliases hold no spaces. A registration that is not well formed (or whose
+    factory is neither a class nor ``"module:Class"``) is refused alone, with a warning.
+
     A name another distribution also registers is not silently taken over: the user's choice
     (config ``"providers"`` or ``EMBEDIFY_PROVIDERS``), the built-in and first-party
-    registrations win, and otherwise the first; ``embedify plugins`` shows who lost.
+    registrations win, and otherwise the first; ``embedify plugins`` shows who lost. Names that
+    embedify or one of its own distributions owns (``fake``, ``openai``, ``local``, ...; see
+    ``embedify.registry.FIRST_PARTY_DISTRIBUTIONS``) are refused to any other distribution
+    unless the user chose it, and then still warned about.
     """
 
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add subcommands to the ``embedify`` command line (a :class:`click.Group`).
+    """Add subcommands to ``cli``, a :class:`click.Group` of the plugin's own, from which
+    embedify takes them into its command line.
 
-    Import the command module inside this hook and heavy libraries inside the command, since
-    the hook runs for ``embedify --help``.
+    A built-in command (``search``, ``plugins``, ...) or one of our distributions' (``serve``,
+    ``embed-dataset``, ``export``) is not replaced by another distribution's unless the user
+    chose it (config ``"commands"`` or ``EMBEDIFY_COMMANDS="serve=my-dist"``), and then with a
+    warning; if the hook raises, none of its commands is added. Import the command module
+    inside this hook and heavy libraries inside the command, since the hook runs for
+    ``embedify --help``.
     """

@@ -7,6 +7,8 @@ without the API's version path; transport failures mapped to ``TransientError`` 
 host to ``ConnectionFailedError``, which names it); and error statuses
 translated by a table that the provider refines from its error body. Every response's
 rate-limit headers reach the engine, errors included, and secrets never reach a message.
+No client follows a redirect (:func:`redirect_refusal`), so a key never reaches another
+server; a login in base_url is sent as Basic auth and never shown.
 
 An httpx-based provider calls :meth:`~HTTPEmbeddingModel.request_json`; one built on a vendor SDK
 makes its client in :meth:`~HTTPEmbeddingModel.make_client` (SDK retries off) and hands the SDK's
@@ -20,12 +22,13 @@ import asyncio
 import contextlib
 import http
 import json
+import re
 import socket
 import weakref
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 
@@ -44,7 +47,7 @@ from embedify.errors import (
     RequestTimeoutError,
     TransientError,
 )
-from embedify.model import EmbeddingModel, RemoteOptions
+from embedify.model import EmbeddingModel, RemoteOptions, public_url
 
 STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
     401: AuthenticationError,
@@ -62,6 +65,7 @@ any other 4xx an invalid request; a 404 is a missing route unless the provider's
 the model is missing (see :meth:`HTTPEmbeddingModel.refine_error`)."""
 
 _REDACTED = "***"
+_LOGIN_IN_URL = re.compile(r"(?<=://)[^/\s@]+@")
 
 
 class HTTPOptions(RemoteOptions):
@@ -110,7 +114,13 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
         configured = self.configured_base_url()
-        self.base_url: str | None = self.normalize_base_url(configured) if configured else None
+        self.base_url: str | None = None  # where requests go, without the login
+        self.base_url_login: tuple[str, str] | None = None  # (user, password), sent as Basic
+        self._shown_base_url: str | None = None
+        if configured:
+            url = self.normalize_base_url(self._without_query(configured))
+            self.base_url, self.base_url_login = _split_login(url)
+            self._shown_base_url = public_url(url)
         self._clients: dict[int, _LoopClient] = {}
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
@@ -122,8 +132,10 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
 
     @property
     def endpoint(self) -> str | None:
-        """The server's identity in the cache fingerprint (the normalised base URL); never a key."""
-        return self.base_url
+        """The server's identity in the cache fingerprint (the normalised base URL); never a key,
+        and a login shows as ``***@`` (a password is not the server, so rotating it keeps the
+        cache)."""
+        return self._shown_base_url
 
     def configured_base_url(self) -> str | None:
         """The option, else the first environment variable set, else the default."""
@@ -131,6 +143,17 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
 
         found = (environ.get(name) for name in self.base_url_variables)
         return self.options.base_url or next((url for url in found if url), self.default_base_url)
+
+    def _without_query(self, url: str) -> str:
+        """A query in the base URL is refused: httpx and the SDKs merge request paths into it
+        (``?key=k/embed``), and log it with every request."""
+        if not urlsplit(url).query:
+            return url
+        raise ConfigurationError(
+            f"{self.provider}: base_url {public_url(url)} holds a query string, which would be "
+            "mixed into every request's path and written to logs; remove it, and pass a key as "
+            "api_key=... or a header with default_headers={...}."
+        )
 
     def normalize_base_url(self, url: str) -> str:
         """The URL requests are built on: the API's version path at the end is dropped, so
@@ -156,13 +179,15 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
 
     def secrets(self) -> list[str]:
         """Every value that must never appear in a message (subclasses add their tokens)."""
-        values = [self.api_key() or "", *self.default_headers().values()]
+        password = self.base_url_login[1] if self.base_url_login else ""
+        values = [self.api_key() or "", *self.default_headers().values(), password]
         return [value for value in values if len(value) >= 4]
 
     def redact(self, text: str) -> str:
+        """``text`` without any secret, nor the login of any URL in it."""
         for secret in sorted(self.secrets(), key=len, reverse=True):
             text = text.replace(secret, _REDACTED)
-        return text
+        return _LOGIN_IN_URL.sub(f"{_REDACTED}@", text)
 
     async def prepare(self) -> None:
         """Fail at once, in one line, when a required key is missing."""
@@ -174,20 +199,28 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     # -- clients ------------------------------------------------------------------------------
 
     def make_client(self) -> Any:
-        """A new client for the running event loop; the default is an ``httpx.AsyncClient``
-        on ``base_url`` with a bearer key and ``default_headers``. SDK clients: retries off."""
-        import httpx
-
+        """A new client for the running event loop; the default is an :meth:`httpx_client`
+        on ``base_url`` with a bearer key and ``default_headers``. SDK clients: retries off, and
+        redirects not followed (an SDK on httpx takes :meth:`httpx_client`)."""
         headers = self.default_headers()
         key = self.api_key()
         if key:
             headers.setdefault("Authorization", f"Bearer {key}")
+        return self.httpx_client(base_url=self.base_url or "", headers=headers)
+
+    def httpx_client(self, **settings: Any) -> Any:
+        """An ``httpx.AsyncClient`` as every transport must be: it follows no redirect (httpx
+        keeps ``api-key`` and ``default_headers`` on the way to another origin; see
+        :func:`redirect_refusal`), sends base_url's login as Basic auth rather than in URLs
+        (which httpx logs), and leaves the number of connections to the engine."""
+        import httpx
+
         return httpx.AsyncClient(
-            base_url=self.base_url or "",
-            headers=headers,
             timeout=self.options.timeout,
-            # the engine decides how many requests are in flight; the pool must not cap it
+            follow_redirects=False,
+            auth=httpx.BasicAuth(*self.base_url_login) if self.base_url_login else None,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+            **settings,
         )
 
     def client(self) -> Any:
@@ -238,8 +271,9 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     # -- errors -------------------------------------------------------------------------------
 
     def check_response(self, status: int, headers: Mapping[str, str], body: Any, url: str) -> None:
-        """For every response: tell the engine its rate-limit headers; raise for an error."""
-        if status >= 400:
+        """For every response: tell the engine its rate-limit headers; raise for an error or a
+        redirect (never followed)."""
+        if status >= 300:
             raise self.response_error(status, headers, body, url)
         observe_rate_limit_headers(headers)
 
@@ -247,8 +281,14 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
         self, status: int, headers: Mapping[str, str], body: Any, url: str
     ) -> EmbedifyError:
         """The embedify error for an error response (its rate-limit headers reach the engine
-        first, so pacing learns from 429s too)."""
+        first, so pacing learns from 429s too). A redirect is refused: see
+        :func:`redirect_refusal`."""
         observe_rate_limit_headers(headers)
+        if 300 <= status < 400:
+            location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+            return redirect_refusal(
+                status, self.redact(url), self.redact(location) if location else None
+            )
         message, code = _describe(body)
         if code == str(status):  # Azure repeats the status as its code
             code = None
@@ -312,6 +352,33 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
 
 
 _KNOWN = {status.value for status in http.HTTPStatus}
+
+
+def redirect_refusal(status: int, url: str, location: str | None) -> ConfigurationError:
+    """The error for a redirect answer to ``url``. No embedify client follows one: the request
+    carries the key, which another origin must never receive (httpx drops ``Authorization``
+    but keeps ``api-key`` and custom headers), and a 301/302/303 would turn the POST into a GET
+    without its body. Fixing base_url once costs the user less than a leaked key."""
+    if not location:
+        return ConfigurationError(
+            f"{public_url(url)} answered {status} without a Location (a redirect, which "
+            "embedify does not follow): check base_url."
+        )
+    target = public_url(urljoin(url, location))
+    return ConfigurationError(
+        f"base_url redirects ({status}) to {target} (from {public_url(url)}); embedify follows "
+        "no redirect, which would carry the API key along: set base_url to the final address."
+    )
+
+
+def _split_login(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its ``user:password@``, and that login (sent as Basic auth)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def _describe(body: Any) -> tuple[str, str | None]:

@@ -12,9 +12,11 @@ import asyncio
 import functools
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -68,6 +70,16 @@ class RemoteOptions(ModelOptions):
     api_key: SecretStr | None = Field(None, description="Secret key; never printed or logged.")
     base_url: str | None = Field(
         None, description="Server URL, for proxies and compatible servers."
+    )
+    # 120 s outlasts a per-minute rate-limit window, so those are waited out; a server asking
+    # for more (a daily quota, a hostile or broken header) fails the call at once instead of
+    # holding it for hours. At most a day.
+    max_retry_wait: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Longest wait a server may ask for (Retry-After, rate-limit resets), in "
+        "seconds; a longer one fails the call at once with a RateLimitError.",
     )
 
     @field_validator("base_url")
@@ -131,6 +143,22 @@ class ModelInfo(BaseModel):
             identity["endpoint"] = self.endpoint
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         return f"{self.provider}:{self.model_id}@{digest[:16]}"
+
+
+def public_url(text: str) -> str:
+    """``text`` as it may be shown: in an absolute URL, a user and password become ``***`` and
+    every query value ``***`` (``https://***@host/v1?key=***``). Anything else is returned as
+    it is, so model ids pass through unchanged."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # not a URL after all (an unclosed "[" in the host): show no login
+        return re.sub(r"//[^/]*@", "//***@", text).partition("?")[0]
+    if not (parts.scheme and parts.netloc):
+        return text
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    fields = (field.partition("=") for field in parts.query.split("&")) if parts.query else ()
+    query = "&".join(f"{name}=***" if equals else name for name, equals, _ in fields)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def estimate_tokens(text: str) -> int:
@@ -228,9 +256,10 @@ class EmbeddingModel:
 
     @property
     def endpoint(self) -> str | None:
-        """Where the model is served (base URL, deployment), for the fingerprint; never a key."""
+        """Where the model is served (base URL, deployment), for the fingerprint and ``info``:
+        never a key, nor a login or query value in the URL (a password is not the server)."""
         base_url = getattr(self.options, "base_url", None)
-        return str(base_url) if base_url else None
+        return public_url(str(base_url)) if base_url else None
 
     # -- what a provider implements ------------------------------------------------------------
 
@@ -278,7 +307,7 @@ class EmbeddingModel:
             mode = "fixed"
         return ModelInfo(
             provider=self.provider,
-            model_id=self.model_id,
+            model_id=public_url(self.model_id),  # a URL for some providers (tei:<url>)
             revision=self.revision,
             dimension=self.dimension,
             output_dimension=self.options.dimensions or self.dimension,
@@ -300,7 +329,7 @@ class EmbeddingModel:
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.provider}:{self.model_id}>"
+        return f"<{type(self).__name__} {self.provider}:{public_url(self.model_id)}>"
 
     # -- the public API ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from embedify.engine import pacing, planning, policy
@@ -84,7 +84,9 @@ class Executor:
         self.report = report
         self.pacer = pacer
         self.sizer = sizer
-        self.settings = settings
+        # Remote models cap the waits their server may ask for with their own option.
+        cap = getattr(model.options, "max_retry_wait", settings.max_retry_wait)
+        self.settings = replace(settings, max_retry_wait=cap)
         self.provider_dimension = provider_dimension
         self.max_inputs = max_inputs
         self.on_done = on_done
@@ -112,7 +114,7 @@ class Executor:
                     continue
                 batch = self.ready.popleft() if self.ready else self._next_batch()
                 tokens = self._tokens(batch)
-                delay = self.pacer.delay_before(tokens, self.clock())
+                delay = self.pacer.delay_before(tokens, self.clock(), self.settings.max_retry_wait)
                 if delay > 0:
                     self.ready.appendleft(batch)
                     await self._wait(delay)
@@ -226,7 +228,7 @@ class Executor:
         size = len(batch.indices)
         if isinstance(error, RateLimitError):
             self.report.rate_limited += 1
-            self.pacer.on_rate_limited(ticket, error.retry_after, now)
+            self.pacer.on_rate_limited(ticket, error.retry_after, now, self.settings.max_retry_wait)
         elif isinstance(error, RequestTimeoutError):
             self.pacer.on_timeout(ticket, now)
             self.sizer.on_timeout(inputs=size, now=now)
@@ -238,6 +240,7 @@ class Executor:
             shrinks=[self.work.shrinks.get(i, 0) for i in batch.indices],
             errors=batch.errors,
             rate_limits=batch.rate_limits,
+            server_said=ticket.asked.header if ticket.asked else None,
         )
         decision = policy.decide(
             error,

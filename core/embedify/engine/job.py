@@ -8,7 +8,9 @@ here, keyed by the model object and dropped with it; nothing is written onto the
 from __future__ import annotations
 
 import time
+import warnings
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,7 @@ from embedify.engine.executor import Executor, Work
 from embedify.engine.pacing import ADAPTIVE_MAX_IN_FLIGHT, Pacer
 from embedify.engine.sizing import RequestSizer
 from embedify.engine.vectors import finished, output_dimensions
-from embedify.errors import ConfigurationError, EmbeddingJobError
+from embedify.errors import ConfigurationError, EmbeddingJobError, StorageError, StorageWarning
 from embedify.report import EmbeddingResult, ItemReport, Report
 
 if TYPE_CHECKING:
@@ -113,6 +115,8 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
 
     rows = _Rows(len(texts), output_dimension)
     cache = _cache(model, unique, work, role, output_dimension, rows, report)
+    if provider_dimension is None and output_dimension is None and rows.array is not None:
+        provider_dimension = rows.array.shape[1]  # a width read from the cache: answers agree
 
     def store(batch: list[int], raw: Vectors) -> None:
         vectors = finished(raw, model, output_dimension)
@@ -206,12 +210,26 @@ class _JobCache:
         self.policy = f"truncate={model.options.truncate}" if model.truncates_natively else ""
         self.role = role
         self.work = work
+        self.write_failed = False
 
     def key(self, index: int) -> bytes:
         return self.cache.key(self.fingerprint, self.role, self.work.texts[index], self.policy)
 
     def put(self, batch: list[int], vectors: Vectors) -> None:
-        self.cache.put_many([self.key(index) for index in batch], vectors)
+        """Store a finished request. A write that fails (disk full, read-only file) must not
+        cost the vectors already paid for: it warns once, and the rest of this job goes on
+        without the cache; the next job tries the cache again."""
+        if self.write_failed:
+            return
+        try:
+            self.cache.put_many([self.key(index) for index in batch], vectors)
+        except StorageError as error:
+            self.write_failed = True
+            warnings.warn(
+                f"{error} This job goes on without storing its vectors in the cache.",
+                StorageWarning,
+                stacklevel=2,
+            )
 
 
 def _cache(
@@ -230,12 +248,16 @@ def _cache(
 
     cache = _JobCache(EmbeddingCache.open(model.options.cache), model, role, work)
     found = cache.cache.get_many([cache.key(index) for index in unique])
-    width = output_dimension or next((len(vector) for vector in found if vector is not None), 0)
-    hits = [
-        (index, vector)
+    # An entry that is empty, not finite or of another width (an older version, a broken
+    # write) is a miss: the text is embedded again and its entry replaced.
+    usable = {
+        index: vector
         for index, vector in zip(unique, found)
-        if vector is not None and len(vector) == width
-    ]
+        if vector is not None and len(vector) and np.isfinite(vector).all()
+    }
+    widths = Counter(len(vector) for vector in usable.values())
+    width = output_dimension or (widths.most_common(1)[0][0] if widths else 0)
+    hits = [(index, vector) for index, vector in usable.items() if len(vector) == width]
     if hits:
         rows.put([index for index, _ in hits], np.stack([vector for _, vector in hits]))
     for index, _ in hits:

@@ -12,6 +12,9 @@ One :class:`Pacer` per model, shared by all its jobs. It keeps
 - token buckets for the client-side ``requests_per_minute`` / ``tokens_per_minute`` budgets,
   which is how several jobs or processes share one key without seeing 429s;
 - a pause until the time a 429's ``Retry-After`` names;
+- no wait the server set (a pause, its buckets) longer than the model's ``max_retry_wait``:
+  such a wait is forgotten, not waited for, so one hostile or broken answer never holds back
+  later requests (a server that means it answers 429, and the policy refuses that wait);
 - the number of requests allowed in flight: for a remote model, the first request goes alone
   (its answer tells the limits and the latency). When that answer announces rate limits, the
   number jumps to the ceiling: the buckets pace the requests. Otherwise (a self-hosted server,
@@ -34,6 +37,8 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from embedify.engine.policy import DEFAULT_MAX_RETRY_WAIT, readable_wait
 
 #: Near a tokens-per-minute limit, a request holds at most this many seconds of refill, so
 #: requests fit the budget as it refills instead of waiting for a bucket to fill up.
@@ -59,54 +64,106 @@ _SPEND_MEMORY = 120.0
 _CALIBRATION_WINDOW = 1.0
 _FIRST_CALIBRATION_WINDOW = 0.25
 
+#: A pause learned from headers is cut to a day, the most ``max_retry_wait`` allows, so that no
+#: clock arithmetic meets an infinity.
+_LONGEST_PAUSE = 86_400.0
+#: Characters of a header value quoted in an error.
+_QUOTED_CHARS = 40
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 def parse_duration(value: str) -> float | None:
-    """Seconds in a rate-limit reset value: ``"1s"``, ``"6m0s"``, ``"12ms"`` or a plain number."""
+    """Seconds in a rate-limit reset value: ``"1s"``, ``"6m0s"``, ``"12ms"`` or a plain number
+    (``None``: unreadable, NaN or negative; may be ``math.inf``)."""
     value = value.strip()
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    parts = _DURATION_PART.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            return None
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    return None if math.isnan(seconds) or seconds < 0 else seconds
 
 
-def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
-    """The delay a response asks for: ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP
-    date), else the latest ``x-ratelimit-reset-*`` of a spent budget whose limit is not
-    announced (with ``x-ratelimit-limit-*`` the engine paces from its bucket instead; a reset is
-    when the whole bucket is full again, far later than the next request fits). ``None`` when
-    the response names none."""
+@dataclass(frozen=True)
+class AskedWait:
+    """A wait an answer asks for: ``seconds`` (at least 0, may be ``math.inf``) and the header
+    that asks, as ``name: value`` with the value cut short, to quote in errors."""
+
+    seconds: float
+    header: str
+
+
+def asked_wait(headers: Mapping[str, str]) -> AskedWait | None:
+    """The wait a response asks for: ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP
+    date; one in the past or a negative number: 0), else the latest ``x-ratelimit-reset-*`` of
+    a spent budget whose limit is not announced (with ``x-ratelimit-limit-*`` the engine paces
+    from its bucket instead; a reset is when the whole bucket is full again, far later than the
+    next request fits). ``None`` when it names none that can be read (NaN counts as none)."""
     lowered = {key.lower(): value for key, value in headers.items()}
     if "retry-after-ms" in lowered:
-        try:
-            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
-        except ValueError:
-            pass
+        milliseconds = _seconds(lowered["retry-after-ms"])
+        if milliseconds is not None:
+            return AskedWait(milliseconds / 1000, _quote("retry-after-ms", lowered))
     if "retry-after" in lowered:
-        raw = lowered["retry-after"]
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            try:
-                parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-            except (TypeError, ValueError):
-                parsed = None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
+        seconds = _seconds(lowered["retry-after"])
+        if seconds is None:
+            seconds = _seconds_until(lowered["retry-after"])
+        if seconds is not None:
+            return AskedWait(seconds, _quote("retry-after", lowered))
     resets = []
     for kind in ("requests", "tokens"):
         remaining = _number(lowered.get(f"x-ratelimit-remaining-{kind}"))
         spent = remaining is None or remaining <= 0
-        if f"x-ratelimit-limit-{kind}" not in lowered and spent:
-            resets.append(parse_duration(lowered.get(f"x-ratelimit-reset-{kind}", "")))
-    known = [reset for reset in resets if reset is not None]
-    return max(known) if known else None
+        name = f"x-ratelimit-reset-{kind}"
+        reset = parse_duration(lowered.get(name, ""))
+        if _announced_limit(lowered, kind) is None and spent and reset is not None:
+            resets.append(AskedWait(reset, _quote(name, lowered)))
+    return max(resets, key=lambda asked: asked.seconds, default=None)
+
+
+def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
+    """Seconds a response asks to wait (see :func:`asked_wait`): at least 0, may be
+    ``math.inf`` (the engine refuses waits over ``max_retry_wait``); ``None`` when it names
+    none."""
+    asked = asked_wait(headers)
+    return None if asked is None else asked.seconds
+
+
+def _seconds(value: str) -> float | None:
+    """A number of seconds: negative is 0, NaN or not a number ``None``."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(seconds) else max(0.0, seconds)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    """Seconds from now to an HTTP date (0 if it is past; ``None``: not a date)."""
+    try:
+        moment = email.utils.parsedate_to_datetime(http_date)
+        return max(0.0, moment.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _quote(name: str, lowered: Mapping[str, str]) -> str:
+    """``name: value``, the value cut short and stripped of characters that are not printable
+    (it is the server's text, going into errors and logs)."""
+    value = "".join(c if c.isprintable() else "?" for c in lowered[name].strip())
+    shown = value if len(value) <= _QUOTED_CHARS else f"{value[:_QUOTED_CHARS]}..."
+    return f"{name}: {shown}"
+
+
+def _announced_limit(lowered: Mapping[str, str], kind: str) -> float | None:
+    """The server's ``x-ratelimit-limit-<kind>``; ``None`` when absent or below one per minute
+    (a bucket that never holds a request is nonsense, not a limit)."""
+    limit = _number(lowered.get(f"x-ratelimit-limit-{kind}"))
+    return limit if limit is not None and limit >= 1 else None
 
 
 def _number(value: str | None) -> float | None:
@@ -148,9 +205,11 @@ class TokenBucket:
         self.level -= min(amount, self.capacity)
 
     def set_level(self, level: float, now: float) -> None:
-        """Adopt the level the server reports (it sees every process sharing the key)."""
+        """Adopt the level the server reports (it sees every process sharing the key), owing
+        at most a full bucket: whatever count a server sends, a request waits for no more
+        than two refills of it."""
         self._refill(now)
-        self.level = min(self.capacity, level)
+        self.level = max(-self.capacity, min(self.capacity, level))
 
     def resize(self, limit: float, now: float) -> None:
         self._refill(now)
@@ -166,6 +225,7 @@ class Ticket:
     tokens: int
     charged: bool = True  # False once the server refused it (429)
     remaining_tokens: float | None = None  # the server's remaining tokens in its answer
+    asked: AskedWait | None = None  # the wait its answer's headers ask for
 
 
 class Pacer:
@@ -210,14 +270,26 @@ class Pacer:
     def _buckets(self, kind: str) -> list[TokenBucket]:
         return [b for b in (self.client.get(kind), self.server.get(kind)) if b is not None]
 
-    def delay_before(self, tokens: int, now: float) -> float:
-        """Seconds until a request of ``tokens`` (estimated) may start (0: now)."""
-        delays = [self.paused_until - now]
-        delays += [bucket.delay_for(1, now) for bucket in self._buckets("requests")]
-        delays += [bucket.delay_for(self._charged(tokens), now) for bucket in self._server_tokens()]
+    def delay_before(
+        self, tokens: int, now: float, max_wait: float = DEFAULT_MAX_RETRY_WAIT
+    ) -> float:
+        """Seconds until a request of ``tokens`` (estimated) may start (0: now). A wait the
+        server set that is longer than ``max_wait`` is forgotten, not waited for: the pause,
+        or the server's buckets (learned again from its next answer)."""
+        if self.paused_until - now > max_wait:
+            self.paused_until = now
+        server = [bucket.delay_for(1, now) for bucket in self._server_requests()]
+        server += [bucket.delay_for(self._charged(tokens), now) for bucket in self._server_tokens()]
+        if max(server, default=0.0) > max_wait:
+            self.server.clear()
+            server = []
+        client = [self.client["requests"].delay_for(1, now)] if "requests" in self.client else []
         if "tokens" in self.client:
-            delays.append(self.client["tokens"].delay_for(tokens, now))
-        return max(0.0, *delays)
+            client.append(self.client["tokens"].delay_for(tokens, now))
+        return max(0.0, self.paused_until - now, *server, *client)
+
+    def _server_requests(self) -> list[TokenBucket]:
+        return [self.server["requests"]] if "requests" in self.server else []
 
     def _server_tokens(self) -> list[TokenBucket]:
         return [self.server["tokens"]] if "tokens" in self.server else []
@@ -279,10 +351,18 @@ class Pacer:
         step = (3.0 if slowdown < UNQUEUED else 1.0) if self.slow_start else 1.0 / self.concurrency
         self.concurrency = min(float(self.max_in_flight), self.concurrency + step)
 
-    def on_rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
-        """A 429: pause new requests for ``retry_after``. The server did not charge the refused
-        request: its cost goes back to the buckets. A 429 that says nothing else (no
-        ``Retry-After``, no announced limits) cuts the number in flight. A server that announced
+    def on_rate_limited(
+        self,
+        ticket: Ticket,
+        retry_after: float | None,
+        now: float,
+        max_wait: float = DEFAULT_MAX_RETRY_WAIT,
+    ) -> None:
+        """A 429: pause new requests for ``retry_after``, unless it is longer than ``max_wait``
+        (the policy refuses such a wait: it must not hold back later calls) or no number of
+        seconds (NaN, negative). The server did not charge the refused request: its cost goes
+        back to the buckets. A 429 that says nothing else (no ``Retry-After``, no announced
+        limits) cuts the number in flight. A server that announced
         its limits is paced by its buckets; one that says when to come back is paced by that,
         and the number in flight is cut only when many recent answers were 429s (too many
         requests at once), not for a few (a server refusing one in ten whatever the load
@@ -296,11 +376,12 @@ class Pacer:
             client = self.client["tokens"]
             client.level = min(client.capacity, client.level + ticket.tokens)
         self._calibrate(ticket)
-        if retry_after is not None:
-            self.paused_until = max(self.paused_until, now + retry_after)
+        wait = readable_wait(retry_after)
+        if wait is not None and wait <= max_wait:
+            self.paused_until = max(self.paused_until, now + wait)
         self._refusals.append(True)
         many = self._refusals.count(True) >= REFUSALS_TO_CUT
-        if not self.server and (retry_after is None or many):
+        if not self.server and (wait is None or many):
             self._cut(ticket.sent_at, now)
 
     def on_timeout(self, ticket: Ticket, now: float) -> None:
@@ -370,14 +451,17 @@ class Pacer:
     def observe_headers(
         self, headers: Mapping[str, str], now: float, answered: Ticket | None = None
     ) -> None:
-        """Learn limits from ``x-ratelimit-*`` headers (of any answer, 429s included)."""
+        """Learn limits from ``x-ratelimit-*`` headers (of any answer, 429s included), and what
+        wait they ask for (kept on ``answered``, to quote if it is refused)."""
         lowered = {key.lower(): value for key, value in headers.items()}
+        if answered is not None:
+            answered.asked = asked_wait(lowered)
         not_requests, not_tokens = self._not_counted(answered)
         for kind, spent in (("requests", not_requests), ("tokens", not_tokens)):
-            limit = _number(lowered.get(f"x-ratelimit-limit-{kind}"))
+            limit = _announced_limit(lowered, kind)
             remaining = _number(lowered.get(f"x-ratelimit-remaining-{kind}"))
             bucket = self.server.get(kind)
-            if limit is not None and limit > 0:
+            if limit is not None:
                 if bucket is None:
                     bucket = self.server[kind] = TokenBucket.per_minute(limit, now)
                 elif bucket.capacity != limit:
@@ -391,7 +475,7 @@ class Pacer:
             elif remaining <= 0:  # no limit announced: wait for the announced reset
                 reset = parse_duration(lowered.get(f"x-ratelimit-reset-{kind}", ""))
                 if reset is not None:
-                    self.paused_until = max(self.paused_until, now + reset)
+                    self.paused_until = max(self.paused_until, now + min(reset, _LONGEST_PAUSE))
 
 
 _current: contextvars.ContextVar[tuple[Pacer, Ticket] | None] = contextvars.ContextVar(

@@ -7,6 +7,9 @@ the batch, shorten one input, fail some inputs, or stop the job. Rules:
 - 429: wait (the provider's ``Retry-After``, else backoff) and retry. A 429 is not an error
   while the job makes progress; the job stops only after ``rate_limit_timeout`` seconds with
   no successful request.
+- No wait a server asks for is longer than ``max_retry_wait``: asking for more stops the job at
+  once (a 5xx: fails its inputs), quoting what the server sent. A wait that is not a number
+  of seconds at least 0 (NaN, negative) counts as none named.
 - Other transient errors (5xx, timeouts, dropped connections) are retried up to
   ``max_retries`` times with exponential backoff and jitter; a timed-out batch is split instead
   of sent again unchanged; a host name that does not resolve is retried once, then the job
@@ -35,8 +38,10 @@ from embedify.errors import (
     TransientError,
 )
 
-#: A transient error asking for a longer pause than this fails its inputs at once.
-MAX_RETRY_AFTER = 300.0
+#: Default of the ``max_retry_wait`` option: a minute's rate-limit window twice over, so a
+#: per-minute limit is always waited out, while a wait for a daily quota or a hostile header
+#: fails at once instead of holding the caller for hours.
+DEFAULT_MAX_RETRY_WAIT = 120.0
 MAX_BACKOFF = 30.0
 #: Times one input may be cut shorter after the provider rejected it as too long.
 MAX_SHRINKS = 8
@@ -48,18 +53,21 @@ class Settings:
     rate_limit_timeout: float
     truncate: Literal["error", "end", "start"]
     max_tokens_per_input: int | None
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
 
 
 @dataclass(frozen=True)
 class Attempt:
     """The request that failed: caller indices of its inputs, their tokens and earlier cuts,
-    and how many errors (429s apart) and 429s it met before this one."""
+    how many errors (429s apart) and 429s it met before this one, and the header by which its
+    answer asked for a wait (``"retry-after: 30"``), quoted when that wait is refused."""
 
     indices: Sequence[int]
     tokens: Sequence[int]
     shrinks: Sequence[int]
     errors: int = 0
     rate_limits: int = 0
+    server_said: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,27 @@ def backoff_delay(attempt: int, retry_after: float | None, jitter: float) -> flo
     return min(MAX_BACKOFF, 0.5 * 2.0 ** (attempt - 1)) * (0.5 + 0.5 * jitter)
 
 
+def readable_wait(seconds: float | None) -> float | None:
+    """A wait a server asked for, as the engine takes it: NaN or negative is no wait named
+    (``None``); what remains is at least 0, and may be ``math.inf``."""
+    if seconds is None or math.isnan(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _refused_wait(
+    error: TransientError, seconds: float, attempt: Attempt, settings: Settings
+) -> str:
+    """One line saying which wait was refused, what the server sent, and how to allow it."""
+    said = f" ({attempt.server_said})" if attempt.server_said else ""
+    shown = f"{seconds:.0f}" if seconds < 1e9 else f"{seconds:.3g}"
+    return (
+        f"the server asked to wait {shown} s{said} before retrying, more than "
+        f"max_retry_wait={settings.max_retry_wait:g} s: {error}. Try again later, or raise "
+        "max_retry_wait to wait that long."
+    )
+
+
 def decide(
     error: ProviderError | ConfigurationError,
     attempt: Attempt,
@@ -140,7 +169,16 @@ def _rate_limited(
     settings: Settings,
     jitter: float,
 ) -> Decision:
-    delay = backoff_delay(attempt.rate_limits + 1, error.retry_after, jitter)
+    asked = readable_wait(error.retry_after)
+    if asked is not None and asked > settings.max_retry_wait:
+        return StopJob(
+            RateLimitError(
+                _refused_wait(error, asked, attempt, settings),
+                status=error.status,
+                retry_after=asked,
+            )
+        )
+    delay = min(settings.max_retry_wait, backoff_delay(attempt.rate_limits + 1, asked, jitter))
     if now + delay - last_success > settings.rate_limit_timeout:
         return StopJob(
             RateLimitError(
@@ -148,7 +186,7 @@ def _rate_limited(
                 f"(rate_limit_timeout={settings.rate_limit_timeout:g}): {error}. Raise the "
                 "account's limits, or set requests_per_minute/tokens_per_minute to share them.",
                 status=error.status,
-                retry_after=error.retry_after,
+                retry_after=asked,
             )
         )
     return Retry(delay)
@@ -169,13 +207,16 @@ def _transient(
                 )
             )
         return Retry(backoff_delay(1, None, jitter))
-    if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
-        return FailItems(error)
+    asked = readable_wait(error.retry_after)
+    if asked is not None and asked > settings.max_retry_wait:
+        refused = _refused_wait(error, asked, attempt, settings)
+        return FailItems(TransientError(refused, status=error.status, retry_after=asked))
     if attempt.errors >= settings.max_retries:
         return FailItems(error)
     if isinstance(error, RequestTimeoutError) and len(attempt.indices) > 1:
         return Split()
-    return Retry(backoff_delay(attempt.errors + 1, error.retry_after, jitter))
+    delay = backoff_delay(attempt.errors + 1, asked, jitter)
+    return Retry(min(settings.max_retry_wait, delay))
 
 
 def _too_long(error: InputTooLongError, attempt: Attempt, settings: Settings) -> Decision:

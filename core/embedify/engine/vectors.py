@@ -6,33 +6,20 @@ from typing import Any
 
 import numpy as np
 
-from embedify.errors import BadResponseError, ConfigurationError
+from embedify.errors import ConfigurationError
 from embedify.model import EmbeddingModel, Vectors
+from embedify.responses import vector_matrix
 
 
 def checked(vectors: Any, count: int, dimension: int | None, model: EmbeddingModel) -> Vectors:
-    """``vectors`` as float32 ``(count, dimension)``, or a ``BadResponseError`` saying why not."""
-    try:
-        array = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise BadResponseError(
-            f"{model!r} returned something that is not numbers: {error}"
-        ) from None
-    if array.ndim != 2 or array.shape[0] != count:
-        raise BadResponseError(
-            f"{model!r} returned shape {array.shape} for {count} inputs; expected ({count}, d)."
-        )
-    if dimension is not None and array.shape[1] != dimension:
-        raise BadResponseError(
-            f"{model!r} returned {array.shape[1]}-dimensional vectors; expected {dimension}."
-        )
-    if not np.isfinite(array).all():
-        raise BadResponseError(f"{model!r} returned NaN or infinite values.")
-    return array
+    """``vectors`` as float32 ``(count, dimension)`` (one finite vector per input, ``dimension``
+    wide when known), or a ``BadResponseError`` naming the model and the input."""
+    return vector_matrix(vectors, count, source=repr(model), width=dimension)
 
 
 def l2_normalize(array: Vectors) -> Vectors:
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    """Unit-length rows; norms in float64, as float32 squares of large values overflow."""
+    norms = np.linalg.norm(array.astype(np.float64), axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     result: Vectors = (array / norms).astype(np.float32, copy=False)
     return result

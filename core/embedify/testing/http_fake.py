@@ -23,12 +23,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
 import embedify
 from embedify import errors
+from embedify.http import redirect_refusal
 from embedify.testing.loopback import FakeService, Request, Response
 
 API_KEY = "fake-http-key"
@@ -201,6 +202,9 @@ class HttpFakeModel(embedify.EmbeddingModel):
         body = json.dumps({"model": self.model_id, "inputs": texts, "role": role}).encode()
         status, headers, payload = await self._post("/embed", body)
         embedify.observe_rate_limit_headers(headers)
+        if 300 <= status < 400:  # never followed: the request carries the key
+            location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+            raise redirect_refusal(status, urljoin(self.options.base_url or "", "/embed"), location)
         if status != 200:
             raise _translate(status, headers, payload)
         answer = json.loads(payload)

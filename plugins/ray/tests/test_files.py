@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from embedify_ray.dataset import plan_actors
-from embedify_ray.files import embed_file, read_parts
+from embedify_ray.files import embed_file, read_parts, scan_input
 
 from embedify import get_model
 from embedify.cli import cli
@@ -27,7 +27,7 @@ def test_parts_hold_the_same_rows_whatever_the_row_groups(tmp_path: Path) -> Non
     path = tmp_path / "in.parquet"
     table = pa.table({"id": list(range(2_500)), "text": [f"t{i}" for i in range(2_500)]})
     pq.write_table(table, path, row_group_size=333)
-    parts = list(read_parts(path, 1_000))
+    parts = list(read_parts(scan_input(path, "text", "embedding"), 1_000))
     assert [part.num_rows for part in parts] == [1_000, 1_000, 500]
     assert [part.column("id")[0].as_py() for part in parts] == [0, 1_000, 2_000]
     assert pa.concat_tables(parts).column("id").to_pylist() == list(range(2_500))
@@ -35,11 +35,21 @@ def test_parts_hold_the_same_rows_whatever_the_row_groups(tmp_path: Path) -> Non
 
 def test_reading_streams_part_by_part(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text("".join(f'{{"text": "t{i}"}}\n' for i in range(30)) + "not json\n")
-    parts = read_parts(path, 10)
-    assert next(parts).num_rows == 10  # yielded before the broken last line was read
-    with pytest.raises(ConfigurationError, match=r"in.jsonl:31: not JSON"):
+    path.write_text("".join(f'{{"text": "t{i}"}}\n' for i in range(30)))
+    parts = read_parts(scan_input(path, "text", "embedding"), 10)
+    assert next(parts).num_rows == 10
+    with path.open("a") as more:  # a line appended now is not read for the first part
+        more.write("not json\n")
+    with pytest.raises(ConfigurationError, match=r"in\.jsonl changed while it was read"):
         list(parts)
+
+
+def test_a_broken_line_is_named_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(f'{{"text": "t{i}"}}\n' for i in range(30)) + "not json\n")
+    with pytest.raises(ConfigurationError, match=r"in.jsonl:31: not JSON"):
+        embed_file(path, tmp_path / "out", "fake:8", part_rows=10)
+    assert not (tmp_path / "out").exists()
 
 
 def test_output_keeps_rows_in_order_with_the_models_vectors(
@@ -103,7 +113,7 @@ def test_a_null_text_names_its_row(tmp_path: Path) -> None:
     rows = [{"text": f"t{i}"} for i in range(1_500)]
     rows[1_234] = {"text": None}
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    with pytest.raises(ConfigurationError, match="row 1234 has no 'text'"):
+    with pytest.raises(ConfigurationError, match=r"in\.jsonl:1235: has a null 'text'"):
         embed_file(path, tmp_path / "out", "fake:8", part_rows=1_000)
 
 
@@ -140,8 +150,8 @@ def test_a_keys_rate_budget_is_divided_among_the_actors() -> None:
 
 
 def test_actor_resources_follow_the_model_and_the_cluster() -> None:
-    local = plan_actors(remote=False, uses_gpu=False, cluster={"CPU": 2.0}, options={})
-    assert (local.actors, local.num_cpus, local.num_gpus) == (2, 1.0, 0.0)
+    local = plan_actors(remote=False, uses_gpu=False, cluster={"CPU": 4.0}, options={})
+    assert (local.actors, local.num_cpus, local.num_gpus) == (3, 1.0, 0.0)  # one CPU left
     gpu = plan_actors(remote=False, uses_gpu=True, cluster={"CPU": 16.0, "GPU": 2.0}, options={})
     assert (gpu.actors, gpu.num_gpus) == (2, 1.0)
     with pytest.raises(ConfigurationError, match="no GPU"):

@@ -89,7 +89,7 @@ async def test_concurrent_requests_share_a_model_batch_and_get_their_own_rows() 
     assert firsts(await third) == [5, 6]
     assert len(model.batches) == 2  # three requests, two model batches
     assert sorted(model.batches[1]) == texts(2, 3, 4, 5, 6)
-    await batcher.close()
+    await batcher.close(timeout=60)
 
 
 async def test_a_full_queue_refuses_a_request_and_says_when_to_retry() -> None:
@@ -105,7 +105,7 @@ async def test_a_full_queue_refuses_a_request_and_says_when_to_retry() -> None:
     assert firsts(await held) == [1, 2, 3]
     assert firsts(await fits) == [6]
     assert batcher.permits_used == 0  # answered requests give their permits back
-    await batcher.close()
+    await batcher.close(timeout=60)
 
 
 async def test_closing_refuses_new_requests_and_answers_every_accepted_one() -> None:
@@ -113,7 +113,7 @@ async def test_closing_refuses_new_requests_and_answers_every_accepted_one() -> 
     batcher = await started(model, max_batch_inputs=2)
     accepted = [submit(batcher, texts(n, n + 1, n + 2)) for n in (0, 10, 20)]
     await until(lambda: len(model.batches) == 1)
-    closing = asyncio.ensure_future(batcher.close())
+    closing = asyncio.ensure_future(batcher.close(timeout=60))
     await until(lambda: not batcher.accepting)
     with pytest.raises(ShuttingDown):
         await batcher.embed(texts(99), [4], "document")
@@ -134,7 +134,7 @@ async def test_a_refused_input_fails_its_own_request_not_its_batch_mates() -> No
     assert firsts(await good) == [2, 3]
     with pytest.raises(embedify.InvalidRequestError):
         await bad
-    await batcher.close()
+    await batcher.close(timeout=60)
 
 
 async def test_a_small_request_is_served_between_the_batches_of_a_big_one() -> None:
@@ -149,4 +149,4 @@ async def test_a_small_request_is_served_between_the_batches_of_a_big_one() -> N
     await asyncio.gather(first, big, small)
     assert "t 7" in model.batches[1]  # not after the big request's four batches
     assert len(model.batches) == 1 + 5
-    await batcher.close()
+    await batcher.close(timeout=60)

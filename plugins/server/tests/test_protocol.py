@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -204,8 +207,40 @@ def test_a_body_over_the_payload_limit_is_refused(serve: Serve) -> None:
     assert response.status_code == 413
 
 
+class Gated(embedify.EmbeddingModel):
+    """Batches wait until ``open`` is set (after the warm-up), so the queue can be filled."""
+
+    provider = "gated"
+    default_model_id = "gated"
+    dimension = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+        self.open.set()
+
+    def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
+        self.open.wait(60)
+        return np.ones((len(texts), 2), np.float32)
+
+
 def test_a_full_queue_answers_429_with_retry_after(serve: Serve) -> None:
-    client = serve(max_concurrent_requests=2)
+    model = Gated()
+    client = serve(model, max_concurrent_requests=4, max_client_batch_size=4)
+    model.open.clear()
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.post, "/embed", json={"inputs": ["a", "b"]})
+        try:
+            while metric(client.get("/metrics").text, "embedify_permits_used") < 2:
+                time.sleep(0.01)  # until the first request holds its two permits
+            overloaded(client)
+        finally:
+            model.open.set()
+        assert waiting.result().status_code == 200
+    assert client.post("/embed", json={"inputs": ["a", "b", "c", "d"]}).status_code == 200
+
+
+def overloaded(client: TestClient) -> None:
     tei = client.post("/embed", json={"inputs": ["a", "b", "c"]})
     assert tei.status_code == 429
     assert tei.json() == {
@@ -217,7 +252,6 @@ def test_a_full_queue_answers_429_with_retry_after(serve: Serve) -> None:
     assert openai.status_code == 429
     assert openai.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(openai.headers["retry-after"]) >= 1
-    assert client.post("/embed", json={"inputs": ["a", "b"]}).status_code == 200
 
 
 def test_info_publishes_the_limits_clients_plan_with(serve: Serve) -> None:

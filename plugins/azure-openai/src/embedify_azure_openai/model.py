@@ -15,12 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, cast
 
-from embedify_openai.model import (
-    KNOWN_MODELS,
-    OpenAIEmbeddingModel,
-    OpenAIOptions,
-    aiohttp_transport,
-)
+from embedify_openai.model import KNOWN_MODELS, OpenAIEmbeddingModel, OpenAIOptions
 from pydantic import Field, SecretStr
 
 from embedify import errors
@@ -61,8 +56,9 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
 
     @property
     def endpoint(self) -> str | None:
-        """The deployment, whichever route reaches it."""
-        return f"{self.base_url}/openai/deployments/{self.model_id}" if self.base_url else None
+        """The deployment, whichever route reaches it (a login in the URL shows as ``***@``)."""
+        base = super().endpoint
+        return f"{base}/openai/deployments/{self.model_id}" if base else None
 
     def configured_base_url(self) -> str | None:
         return self.options.azure_endpoint or super().configured_base_url()
@@ -125,7 +121,7 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
         common: dict[str, Any] = {
             "timeout": self.options.timeout,
             "max_retries": 0,
-            "http_client": aiohttp_transport(self.options.timeout),
+            "http_client": self.sdk_http_client(),  # follows no redirect
         }
         if self.options.route == "v1":
             if key:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
+from embedify.responses import vector_matrix
 
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "embed-v4.0": {"dimension": 1536, "dimensions": (256, 512, 1024, 1536), "tokens": 128_000},
@@ -83,6 +83,8 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
             client_name=self.options.client_name,
             timeout=self.options.timeout,
             max_retries=0,
+            # the SDK's own client follows redirects, with default_headers, to any origin
+            httpx_client=self.httpx_client(),
         )
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
@@ -114,10 +116,11 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
         except httpx.TransportError as error:
             raise self.transport_error(error) from None
         self.check_response(raw.status_code, raw.headers, None, url)
-        vectors = getattr(raw.data.embeddings, "float_" if kind == "float" else kind)
-        if vectors is None:
-            raise errors.BadResponseError(f"Cohere returned no {kind!r} embeddings")
-        return np.asarray(vectors, dtype=np.float32)
+        try:  # the wire's values: the SDK's model would turn a hostile true into 1
+            vectors = raw.response.json()["embeddings"][kind]
+        except (ValueError, KeyError, TypeError):
+            raise errors.BadResponseError(f"{self!r} returned no {kind!r} embeddings") from None
+        return vector_matrix(vectors, len(texts), source=repr(self))  # no index: count, width
 
     def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
         """Cohere's ``message`` texts: the 96-text cap, input length, monthly limits, models."""

@@ -6,16 +6,15 @@ Roles become Jina ``task`` values, and the query and document tasks differ
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
+from embedify.responses import ordered_embeddings, vector_matrix
 
 RETRIEVAL_TASKS = {
     "query": "retrieval.query",
@@ -122,10 +121,9 @@ class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
         if self.options.late_chunking:
             body["late_chunking"] = True
         answer = await self.request_json("POST", "/v1/embeddings", body)
-        data = sorted(answer["data"], key=lambda item: item["index"])
-        if len(data) != len(texts):
-            raise errors.BadResponseError(f"Jina returned {len(data)} embeddings for {len(texts)}")
-        return np.stack([_vector(item["embedding"]) for item in data])
+        data = answer.get("data") if isinstance(answer, dict) else None
+        ordered = ordered_embeddings(data, len(texts), source=repr(self))
+        return vector_matrix(ordered, len(texts), source=repr(self))
 
     def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
         """Jina's ``detail`` texts: item limits, balance, input length, unknown model."""
@@ -141,12 +139,6 @@ class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
         if "MODEL_NOT_FOUND" in detail:
             return errors.ModelNotFoundError(text, status=status)
         return None
-
-
-def _vector(value: Any) -> np.ndarray:
-    if isinstance(value, str):
-        return np.frombuffer(base64.b64decode(value), dtype="<f4")
-    return np.asarray(value, dtype=np.float32)
 
 
 _TOO_MANY = re.compile(r"larger than the largest allowed size|can contain at most \d+ items")

@@ -8,7 +8,7 @@ as strings, never token ids, which compatible servers often reject.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -26,6 +26,7 @@ from pydantic import Field
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
+from embedify.responses import ordered_embeddings, vector_matrix
 
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "text-embedding-3-small": {"dimension": 1536, "dimensions": True},
@@ -106,8 +107,29 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
             default_headers=self.default_headers(),
             timeout=self.options.timeout,
             max_retries=0,
-            http_client=aiohttp_transport(self.options.timeout),
+            http_client=self.sdk_http_client(),
         )
+
+    def sdk_http_client(self) -> Any:
+        """The SDK's HTTP client, following no redirect (the SDK's default client follows them,
+        and keeps ``api-key`` and ``default_headers`` on the way to another origin; see
+        :func:`embedify.http.redirect_refusal`). On aiohttp when installed: with hundreds of
+        requests in flight, httpx's pool costs the client more CPU than decoding the vectors.
+        A login in base_url is refused: the SDK's Authorization header is its key."""
+        import openai
+
+        if self.base_url_login:
+            raise errors.ConfigurationError(
+                f"{self.provider}: base_url {self.endpoint} holds a user or password, which the "
+                "OpenAI SDK cannot send beside its key; remove them from base_url (a proxy's "
+                "credentials can go in default_headers={...})."
+            )
+        settings: dict[str, Any] = {"timeout": self.options.timeout, "follow_redirects": False}
+        on_aiohttp = getattr(openai, "DefaultAioHttpClient", None)
+        if on_aiohttp is not None:
+            with contextlib.suppress(RuntimeError):  # openai without its ``aiohttp`` extra
+                return on_aiohttp(**settings)
+        return openai.DefaultAsyncHttpxClient(**settings)
 
     async def request_headers(self) -> dict[str, str]:
         """Headers computed for each request (Azure's Entra tokens); none for OpenAI."""
@@ -146,11 +168,11 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
             items = body["data"]
         except (ValueError, KeyError, TypeError) as error:
             raise errors.BadResponseError(f"unreadable embeddings response: {error}") from None
-        usage = body.get("usage") or {}
-        if isinstance(usage.get("prompt_tokens"), int):
+        usage = body.get("usage")
+        if isinstance(usage, dict) and type(usage.get("prompt_tokens")) is int:
             # What the key was charged: keeps the token bucket exact when processes share a key.
             embedify.observe_usage(usage["prompt_tokens"])
-        return decode(items, len(texts))
+        return decode(items, len(texts), repr(self))
 
     def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
         """OpenAI's (and Azure's) error objects: quota, context length, request size, models."""
@@ -205,43 +227,10 @@ def sdk_response() -> Any:
     return importlib.import_module(base.__module__.partition(".")[0]).Response
 
 
-def aiohttp_transport(timeout: float | None) -> Any:
-    """The SDK's aiohttp transport (``openai.DefaultAioHttpClient``) when aiohttp is installed,
-    else ``None`` (the SDK's httpx client). With hundreds of requests in flight, httpx's pool
-    costs the client more CPU than decoding the vectors."""
-    import openai
-
-    transport = getattr(openai, "DefaultAioHttpClient", None)
-    if transport is None:
-        return None
-    try:
-        return transport(timeout=timeout)
-    except RuntimeError:  # openai without its ``aiohttp`` extra
-        return None
-
-
-def decode(items: list[dict[str, Any]], count: int) -> np.ndarray:
-    """Rows in input order from ``data`` items holding base64 strings or float lists, written
-    straight into one matrix."""
-    if len(items) != count:
-        raise errors.BadResponseError(
-            f"the server returned {len(items)} embeddings for {count} inputs"
-        )
-    if sorted(item["index"] for item in items) != list(range(count)):
-        raise errors.BadResponseError("the server's embeddings do not match the inputs' indices")
-    rows: np.ndarray | None = None
-    for item in items:
-        value = item["embedding"]
-        if isinstance(value, str):
-            row = np.frombuffer(base64.b64decode(value), dtype="<f4")
-        else:
-            row = np.asarray(value, dtype=np.float32)
-        if rows is None:
-            rows = np.empty((count, len(row)), dtype=np.float32)
-        if len(row) != rows.shape[1]:
-            raise errors.BadResponseError("the server returned embeddings of different lengths")
-        rows[item["index"]] = row
-    return rows if rows is not None else np.empty((0, 0), dtype=np.float32)
+def decode(items: Any, count: int, source: str = "the server") -> np.ndarray:
+    """Rows in input order from ``data`` items holding base64 strings or float lists; the
+    core's checks refuse bad indices, counts, widths and values, naming ``source``."""
+    return vector_matrix(ordered_embeddings(items, count, source=source), count, source=source)
 
 
 def _tiktoken_encoding(choice: str) -> Any:

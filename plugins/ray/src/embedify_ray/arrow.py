@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from embedify.model import Role
 
 
-def texts_of(table: pa.Table, column: str, *, first_row: int = 0) -> list[str]:
-    """The strings of ``column``; a missing column or a null names the fix."""
+def texts_of(table: pa.Table, column: str, *, first_row: int | None = None) -> list[str]:
+    """The strings of ``column``; a missing column or a null names the fix. ``first_row`` is
+    the table's first row in the whole input, or ``None`` where rows are not numbered (Ray
+    Data's batches), so an error never passes a row's place in a batch off as its row."""
     if column not in table.column_names:
         raise ConfigurationError(
             f"no column {column!r} to embed; the data has: {', '.join(table.column_names)}. "
@@ -27,9 +29,15 @@ def texts_of(table: pa.Table, column: str, *, first_row: int = 0) -> list[str]:
             f"column {column!r} holds {values.type}, not text; embed a string column."
         )
     if values.null_count:
-        row = first_row + int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        index = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        where = (
+            f"row {first_row + index}"
+            if first_row is not None
+            else f"a row (row {index} of a batch of {len(table)}; Ray Data does not number rows)"
+        )
         raise ConfigurationError(
-            f"row {row} has no {column!r} (null); drop or fill empty rows before embedding."
+            f"{where} has no {column!r} (null); drop or fill empty rows before embedding, e.g. "
+            f"ds.filter(lambda row: row[{column!r}] is not None)."
         )
     texts: list[str] = values.to_pylist()
     return texts
@@ -49,7 +57,7 @@ def add_embeddings(
     output_column: str,
     role: Role,
     *,
-    first_row: int = 0,
+    first_row: int | None = None,
 ) -> pa.Table:
     """``table`` with ``output_column`` holding the embedding of each row's ``column``."""
     if output_column in table.column_names:

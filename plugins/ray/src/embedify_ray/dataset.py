@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,10 @@ SHARED_BUDGETS = ("requests_per_minute", "tokens_per_minute")
 #: flight, so a few light actors are enough.
 REMOTE_ACTORS = 4
 REMOTE_CPUS_PER_ACTOR = 0.5
+#: What a Ray Data read task (and most other tasks) asks for. Ray never oversubscribes CPUs, so
+#: a pool that reserves every CPU starves the reads that feed it and the job hangs forever.
+READ_TASK_CPUS = 1.0
+RAY_CPU_UNITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,16 @@ def plan_actors(
     cluster: Mapping[str, float],
     options: Mapping[str, Any],
     actors: int | None = None,
+    reserved_cpus: float = READ_TASK_CPUS,
 ) -> ActorPlan:
     """Size the actor pool from the cluster's resources.
 
     Local models get one actor per GPU when they run on CUDA, else one per CPU. Remote models
     get a few light actors, and the key's ``requests_per_minute``/``tokens_per_minute`` are
     divided among them, so N actors together stay under the key's limit instead of each
-    spending all of it.
+    spending all of it. The pool reserves at most the cluster's CPUs less ``reserved_cpus``,
+    left to the dataset's other operators (a read task needs one): with fewer CPUs than that
+    the actors reserve none and share the CPUs with those tasks instead of starving them.
     """
     if actors is not None and actors < 1:
         raise ConfigurationError(f"actors={actors}: start at least one actor.")
@@ -64,8 +72,11 @@ def plan_actors(
         count = actors or max(1, min(REMOTE_ACTORS, int(cpus)))
         num_cpus, num_gpus = REMOTE_CPUS_PER_ACTOR, 0.0
     else:
-        count = actors or max(1, int(cpus))
-        num_cpus, num_gpus = cpus / count, 0.0
+        count = actors or max(1, int(cpus - reserved_cpus))
+        num_cpus, num_gpus = cpus, 0.0  # the actors share what the cap below leaves
+    free_per_actor = max(0.0, cpus - reserved_cpus) / count
+    # Rounded down to Ray's precision (0.0001 CPU), so the pool never takes more than is free.
+    num_cpus = math.floor(min(num_cpus, free_per_actor) * RAY_CPU_UNITS) / RAY_CPU_UNITS
     shared = dict(options)
     for budget in SHARED_BUDGETS:
         if shared.get(budget) is not None:
@@ -85,7 +96,11 @@ def wants_gpu(model: EmbeddingModel, cluster: Mapping[str, float]) -> bool:
 
 
 def plan_for(
-    model: str | None, options: Mapping[str, Any], cluster: Mapping[str, float], actors: int | None
+    model: str | None,
+    options: Mapping[str, Any],
+    cluster: Mapping[str, float],
+    actors: int | None,
+    reserved_cpus: float = READ_TASK_CPUS,
 ) -> tuple[ActorPlan, str]:
     """Build the model once in the driver (errors surface here, not in an actor; a local
     model's ONNX graph is built once) and plan its actors. Returns the plan and the model's
@@ -99,6 +114,7 @@ def plan_for(
         cluster=cluster,
         options=options,
         actors=actors,
+        reserved_cpus=reserved_cpus,
     )
     return plan, probe.info.fingerprint()
 
@@ -123,8 +139,9 @@ class BatchEmbedder:
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.embed(batch)
 
-    def embed(self, table: pa.Table, first_row: int = 0) -> pa.Table:
-        """``table`` with its embeddings; errors name rows counted from ``first_row``."""
+    def embed(self, table: pa.Table, first_row: int | None = None) -> pa.Table:
+        """``table`` with its embeddings; errors name rows counted from ``first_row`` (when
+        known)."""
         return add_embeddings(
             table, self.model, self.column, self.output_column, self.role, first_row=first_row
         )

@@ -1,10 +1,13 @@
 """Embed a Parquet or JSONL file into a folder of Parquet parts: streaming and resumable.
 
-The input is read ``part_rows`` rows at a time, so a file of any size is never held in memory
-at once. Part ``k`` holds input rows ``[k * part_rows, (k + 1) * part_rows)`` with every input
-column plus the embedding, and is written to a temporary name then renamed, so a part on disk is
-always complete: a rerun skips the parts that exist and embeds only the rest. A manifest records
-the model's fingerprint and the layout, and a rerun with another model or input is refused.
+A first pass reads the whole input and decides one schema for every part (a JSONL key that a
+part's first rows lack is still a column; types that disagree are refused before anything is
+written). The second pass reads ``part_rows`` rows at a time, so a file of any size is never
+held in memory at once. Part ``k`` holds input rows ``[k * part_rows, (k + 1) * part_rows)``
+with every input column plus the embedding, and is written to a temporary name then renamed,
+so a part on disk is always complete: a rerun skips the parts that exist and embeds only the
+rest. A manifest records the model's fingerprint and the layout, and a rerun with another model
+or input is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 
 from embedify.errors import ConfigurationError, EmbedifyError
 from embedify_ray.arrow import add_embeddings
+from embedify_ray.schema import RowSchema
 
 if TYPE_CHECKING:
     from embedify import EmbeddingModel
@@ -57,27 +61,129 @@ def part_path(output: Path, index: int) -> Path:
     return output / f"part-{index:06d}.parquet"
 
 
-def count_rows(path: Path) -> int:
-    """Rows in the input, for progress: Parquet metadata, or non-blank JSONL lines."""
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    with path.open("rb") as lines:
-        return sum(1 for line in lines if line.strip())
+@dataclass(frozen=True)
+class InputScan:
+    """What the first pass over the input found: the one schema every part is written with,
+    the row count, and the file's size and mtime, so a change before the last part is seen."""
+
+    path: Path
+    schema: pa.Schema
+    rows: int
+    stamp: tuple[int, int]
 
 
-def read_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
-    """The input as tables of exactly ``part_rows`` rows (the last may be shorter)."""
-    if part_rows < 1:
-        raise ConfigurationError(f"part_rows={part_rows}: a part holds at least one row.")
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def scan_input(path: Path, column: str, output_column: str) -> InputScan:
+    """Read the whole input once and refuse, before anything is written, what would fail or
+    lose data later: JSONL rows whose types disagree, texts that cannot be embedded, a clash
+    with ``output_column``. Errors name the file and the line (JSONL) or row (Parquet)."""
+    stamp = _stamp(path)
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
-        yield from _parquet_parts(path, part_rows)
+        scan = _scan_parquet(path, column, stamp)
     elif suffix in JSONL_SUFFIXES:
-        yield from _jsonl_parts(path, part_rows)
+        scan = _scan_jsonl(path, column, stamp)
     else:
         raise ConfigurationError(
             f"{path}: unknown input format {suffix!r}; give a .parquet or a .jsonl file."
         )
+    if output_column in scan.schema.names:
+        raise ConfigurationError(
+            f"the data already has a column {output_column!r}; pick another --output-column."
+        )
+    return scan
+
+
+_JSON_KINDS = {bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}
+
+
+def _text_problem(text: object, column: str) -> str | None:
+    """Why ``text`` is not one the model accepts (the core refuses blank texts too)."""
+    if text is None:
+        return f"has a null {column!r}"
+    if not isinstance(text, str):
+        kind = _JSON_KINDS.get(type(text), type(text).__name__)
+        return f"{column!r} holds {kind}, not a string"
+    if not text.strip():
+        return f"{column!r} is empty or only whitespace, which providers reject"
+    return None
+
+
+def _missing_column(column: str, schema: pa.Schema) -> ConfigurationError:
+    return ConfigurationError(
+        f"no column {column!r} to embed; the data has: {', '.join(schema.names)}. "
+        "Pick one with --column (or column=...)."
+    )
+
+
+def _scan_jsonl(path: Path, column: str, stamp: tuple[int, int]) -> InputScan:
+    merged = RowSchema(str(path))
+    rows, first_problem = 0, None
+    for line, row in _jsonl_rows(path):
+        problem = None
+        if first_problem is None:
+            problem = _text_problem(row[column], column) if column in row else f"has no {column!r}"
+        if problem is not None:
+            first_problem = f"{path}:{line}: {problem}; drop or fix that line before embedding."
+            if column in merged.columns:  # else wait: the column may be absent from the file
+                raise ConfigurationError(first_problem)
+        merged.add(line, row)
+        rows += 1
+    schema = merged.schema()
+    if column not in schema.names:
+        raise _missing_column(column, schema)
+    if first_problem is not None:
+        raise ConfigurationError(first_problem)
+    return InputScan(path, schema, rows, stamp)
+
+
+def _scan_parquet(path: Path, column: str, stamp: tuple[int, int]) -> InputScan:
+    file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    if column not in schema.names:
+        raise _missing_column(column, schema)
+    kind = schema.field(column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise ConfigurationError(
+            f"column {column!r} holds {kind}, not text; embed a string column."
+        )
+    row = 0
+    for batch in file.iter_batches(columns=[column]):
+        for text in batch.column(0).to_pylist():
+            row += 1
+            problem = _text_problem(text, column)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"{path}: row {row} (counting from 1) {problem}; drop or fix that row "
+                    "before embedding."
+                )
+    return InputScan(path, schema, int(file.metadata.num_rows), stamp)
+
+
+def read_parts(scan: InputScan, part_rows: int) -> Iterator[pa.Table]:
+    """The input as tables of exactly ``part_rows`` rows (the last may be shorter), each with
+    the scan's schema. Checked here, so a bad ``part_rows`` fails before anything is written."""
+    if part_rows < 1:
+        raise ConfigurationError(f"part_rows={part_rows}: a part holds at least one row.")
+    if scan.path.suffix.lower() in PARQUET_SUFFIXES:
+        return _unchanged(scan, _parquet_parts(scan.path, part_rows))
+    return _unchanged(scan, _jsonl_parts(scan, part_rows))
+
+
+def _unchanged(scan: InputScan, parts: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """``parts``, refusing to go on once the file differs from the one scanned: its rows could
+    hold columns or types the scan never saw."""
+    for table in parts:
+        if _stamp(scan.path) != scan.stamp:
+            raise ConfigurationError(
+                f"{scan.path} changed while it was read; embed it again into a new output "
+                "folder once it is complete."
+            )
+        yield table
 
 
 def _parquet_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
@@ -87,27 +193,58 @@ def _parquet_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch])
 
 
-def _jsonl_parts(path: Path, part_rows: int) -> Iterator[pa.Table]:
+def _jsonl_parts(scan: InputScan, part_rows: int) -> Iterator[pa.Table]:
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    for _, row in _jsonl_rows(scan.path):
+        rows.append(row)
+        if len(rows) == part_rows:
+            yield pa.Table.from_pylist(rows, schema=scan.schema)
+            rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=scan.schema)
+
+
+class _RepeatedKey(Exception):
+    """Raised from inside ``json.loads``; :func:`_jsonl_rows` adds the line."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (one of its values would be lost)."""
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _RepeatedKey(next(key for key in keys if keys.count(key) > 1))
+    return row
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line; errors name the line."""
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise ConfigurationError(
+                    f"{path}:{number}: not UTF-8 (byte {error.start + 1} of the line); "
+                    "re-encode the file as UTF-8."
+                ) from None
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as error:
                 raise ConfigurationError(f"{path}:{number}: not JSON ({error.msg}).") from None
+            except _RepeatedKey as repeated:
+                raise ConfigurationError(
+                    f"{path}:{number}: key {repeated.args[0]!r} appears twice in one object, "
+                    "so one of its values would be lost; keep one."
+                ) from None
             if not isinstance(row, dict):
                 raise ConfigurationError(
                     f"{path}:{number}: a JSONL line must be an object like "
                     '{"text": "..."}, not ' + type(row).__name__ + "."
                 )
-            rows.append(row)
-            if len(rows) == part_rows:
-                yield pa.Table.from_pylist(rows)
-                rows = []
-    if rows:
-        yield pa.Table.from_pylist(rows)
+            yield number, row
 
 
 def _manifest(
@@ -186,7 +323,6 @@ def embed_file(
     if not source.is_file():
         raise ConfigurationError(f"{source}: no such input file.")
     started = time.perf_counter()
-    total = count_rows(source)
     if ray_address is None:
         embedder = model if isinstance(model, EmbeddingModel) else get_model(model, **options)
         fingerprint = embedder.info.fingerprint()
@@ -201,12 +337,16 @@ def embed_file(
 
         if not ray.is_initialized():
             ray.init(address=None if ray_address == "local" else ray_address)
-        plan, fingerprint = plan_for(model, options, ray.cluster_resources(), actors)
+        # The driver reads the input, so no Ray read task needs a CPU beside the actors.
+        plan, fingerprint = plan_for(
+            model, options, ray.cluster_resources(), actors, reserved_cpus=0.0
+        )
+    scan = scan_input(source, column, output_column)  # refuses a bad input before any write
+    parts = enumerate(read_parts(scan, part_rows))
     done = _open_output(
         target, _manifest(source, fingerprint, column, output_column, role, part_rows)
     )
-    parts = enumerate(read_parts(source, part_rows))
-    progress = _progress(total, show_progress)
+    progress = _progress(scan.rows, show_progress)
     skipped = embedded = 0
     try:
         if ray_address is None:
@@ -240,10 +380,10 @@ def embed_file(
     finally:
         progress.close()
     return FileReport(
-        rows=total,
+        rows=scan.rows,
         embedded_rows=embedded,
         skipped_rows=skipped,
-        parts=-(-total // part_rows),
+        parts=-(-scan.rows // part_rows),
         seconds=time.perf_counter() - started,
         peak_memory_mb=_peak_memory_mb(),
     )

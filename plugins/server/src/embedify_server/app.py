@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,8 +21,17 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,15 +40,17 @@ import embedify
 from embedify import errors
 from embedify_server.batcher import Batcher, Overloaded, ShuttingDown
 from embedify_server.metrics import Metrics
+from embedify_server.scheduling import client_retry_after
 
 Flavour = Literal["openai", "tei"]
 JSON = "application/json"
 
 
 class ServerSettings(BaseModel):
-    """What the server accepts; the defaults are TEI's."""
+    """What the server accepts; the defaults are TEI's. Limits that contradict each other, and
+    a key no client could send, are refused here, before the server starts."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     served_model_name: str | None = Field(
         None, description="Name in responses and /info (default: the model name served)."
@@ -57,6 +69,46 @@ class ServerSettings(BaseModel):
         True, description="Cut over-long inputs when a request does not say 'truncate'."
     )
     payload_limit: int = Field(2_000_000, gt=0, description="Largest request body, in bytes.")
+    drain_timeout: float = Field(
+        25.0,
+        gt=0,
+        description="Seconds a shutdown waits for accepted requests before answering them 503 "
+        "(under Kubernetes' default 30 s grace period).",
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """An empty key (``--api-key "$UNSET"``) must not switch authentication off, and a key
+        that no HTTP client can put in a header would lock every client out."""
+        if key is None:
+            return None
+        value = key.get_secret_value()
+        if not value.strip():
+            raise ValueError(
+                "the API key is empty or only whitespace (an unset variable in --api-key "
+                '"$KEY"?): pass the key, or serve without authentication on purpose with '
+                "--no-auth (api_key=None in Python)"
+            )
+        if not all("!" <= char <= "~" for char in value):
+            raise ValueError(
+                "the API key must be printable ASCII without spaces or control characters, "
+                "which is what an HTTP header carries: choose such a key"
+            )
+        return key
+
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> ServerSettings:
+        """Each input takes one permit, so a full request must fit the permits, or it would get
+        429 forever."""
+        if self.max_concurrent_requests < self.max_client_batch_size:
+            raise ValueError(
+                f"max_concurrent_requests={self.max_concurrent_requests} is lower than "
+                f"max_client_batch_size={self.max_client_batch_size}, so a full request could "
+                "never be admitted: raise --max-concurrent-requests to at least "
+                f"{self.max_client_batch_size}, or lower --max-client-batch-size"
+            )
+        return self
 
 
 class OpenAIEmbeddingRequest(BaseModel):
@@ -109,6 +161,16 @@ class Problem(Exception):
         return Response(orjson.dumps(body), status, self.headers, media_type=JSON)
 
 
+@dataclass
+class Prepared:
+    """A request parsed, validated and tokenized, ready for the batcher."""
+
+    texts: list[str]
+    tokens: list[int]
+    dimensions: int | None
+    role: str
+
+
 def _invalid(message: str, param: str | None = None) -> Problem:
     """Input TEI answers with 422 Validation and OpenAI with 400 invalid_request_error."""
     return Problem(422, f"Input validation error: {message}", openai_status=400, param=param)
@@ -135,8 +197,8 @@ class EmbeddingServer:
             batches_in_flight=info.max_concurrency,
             metrics=self.metrics,
         )
-        self._expected_authorization = (
-            f"Bearer {settings.api_key.get_secret_value()}".encode() if settings.api_key else None
+        self._key_digest = (
+            _digest(settings.api_key.get_secret_value()) if settings.api_key is not None else None
         )
 
     async def start(self) -> None:
@@ -145,23 +207,37 @@ class EmbeddingServer:
         await self.batcher.start()
 
     async def stop(self) -> None:
-        await self.batcher.close()
+        """Answer the accepted requests, for at most ``drain_timeout`` seconds."""
+        await self.batcher.close(self.settings.drain_timeout)
 
     # -- shared request handling -----------------------------------------------------------------
 
     def _authorised(self, request: Request) -> bool:
-        if self._expected_authorization is None:
+        """``Bearer <key>``, the scheme in any case (RFC 7235) and spaces around the key
+        tolerated. Any header bytes are refused, never an error: Starlette decodes headers as
+        latin-1, which every byte is."""
+        if self._key_digest is None:
             return True
-        sent = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(sent, self._expected_authorization)
+        header = request.headers.get("authorization", "").strip()
+        scheme, _, token = header.partition(" ")
+        sent = _digest(token.strip(), "latin-1")
+        return hmac.compare_digest(sent, self._key_digest) and scheme.lower() == "bearer"
 
-    async def _body(self, request: Request, schema: type[BaseModel]) -> Any:
+    async def _read_body(self, request: Request) -> bytes:
+        """The body, refused with 413 as soon as it passes ``payload_limit``: a chunked upload
+        is never held past the limit plus one chunk."""
+        limit = self.settings.payload_limit
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.settings.payload_limit:
-            raise _too_large(int(declared), self.settings.payload_limit)
-        raw = await request.body()
-        if len(raw) > self.settings.payload_limit:
-            raise _too_large(len(raw), self.settings.payload_limit)
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _too_large(declared, limit)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(f"at least {len(body)}", limit)
+        return bytes(body)
+
+    def _parse(self, raw: bytes, schema: type[BaseModel]) -> Any:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -254,11 +330,10 @@ class EmbeddingServer:
             )
         return dimensions
 
-    async def _embed(
-        self, texts: list[str], tokens: list[int], role: str, route: str
-    ) -> np.ndarray:
+    async def _embed(self, prepared: Prepared, route: str) -> np.ndarray:
+        texts, tokens = prepared.texts, prepared.tokens
         try:
-            vectors = await self.batcher.embed(texts, tokens, role)
+            vectors = await self.batcher.embed(texts, tokens, prepared.role)
         except Overloaded as error:
             raise Problem(
                 429,
@@ -272,11 +347,19 @@ class EmbeddingServer:
             raise Problem(503, "unhealthy: the server is shutting down", "Unhealthy") from None
         except errors.RateLimitError as error:
             raise Problem(
-                429, f"Backend error: {error}", "Overloaded", code="rate_limit_exceeded"
+                429,
+                f"Backend error: {error}",
+                "Overloaded",
+                code="rate_limit_exceeded",
+                headers=_retry_after(error),
             ) from None
         except errors.TransientError as error:
             raise Problem(
-                503, f"Backend error: {error}", "Backend", openai_type="server_error"
+                503,
+                f"Backend error: {error}",
+                "Backend",
+                openai_type="server_error",
+                headers=_retry_after(error),
             ) from None
         except (errors.EmbedifyError, ValueError) as error:
             raise Problem(
@@ -293,12 +376,10 @@ class EmbeddingServer:
     # -- routes --------------------------------------------------------------------------------
 
     async def openai_embeddings(self, request: Request) -> Response:
-        body: OpenAIEmbeddingRequest = await self._body(request, OpenAIEmbeddingRequest)
-        dimensions = self._dimensions(body.dimensions)
-        texts = self._texts(body.input)
-        tokens = self._fit(texts, self.settings.auto_truncate, "end")
-        vectors = await self._embed(texts, tokens, "document", "openai")
-        vectors = shape_vectors(vectors, dimensions=dimensions, normalize=True)
+        raw = await self._read_body(request)
+        body, prepared = await run_in_threadpool(self._prepare_openai, raw)
+        vectors = await self._embed(prepared, "openai")
+        vectors = shape_vectors(vectors, dimensions=prepared.dimensions, normalize=True)
         if body.encoding_format == "base64":
             data: list[dict[str, Any]] = [
                 {"object": "embedding", "index": index, "embedding": _base64(vector)}
@@ -309,7 +390,7 @@ class EmbeddingServer:
                 {"object": "embedding", "index": index, "embedding": vector}
                 for index, vector in enumerate(vectors)
             ]
-        used = sum(tokens)
+        used = sum(prepared.tokens)
         payload = {
             "object": "list",
             "data": data,
@@ -318,8 +399,25 @@ class EmbeddingServer:
         }
         return _json(payload)
 
+    def _prepare_openai(self, raw: bytes) -> tuple[OpenAIEmbeddingRequest, Prepared]:
+        """Parse, validate and tokenize: CPU work, run in a worker thread off the event loop."""
+        body: OpenAIEmbeddingRequest = self._parse(raw, OpenAIEmbeddingRequest)
+        dimensions = self._dimensions(body.dimensions)
+        texts = self._texts(body.input)
+        tokens = self._fit(texts, self.settings.auto_truncate, "end")
+        return body, Prepared(texts, tokens, dimensions, "document")
+
     async def tei_embed(self, request: Request) -> Response:
-        body: TEIEmbedRequest = await self._body(request, TEIEmbedRequest)
+        raw = await self._read_body(request)
+        body, prepared = await run_in_threadpool(self._prepare_tei, raw)
+        vectors = await self._embed(prepared, "embed")
+        return _json(
+            shape_vectors(vectors, dimensions=prepared.dimensions, normalize=body.normalize)
+        )
+
+    def _prepare_tei(self, raw: bytes) -> tuple[TEIEmbedRequest, Prepared]:
+        """Parse, validate and tokenize: CPU work, run in a worker thread off the event loop."""
+        body: TEIEmbedRequest = self._parse(raw, TEIEmbedRequest)
         dimensions = self._dimensions(body.dimensions)
         roles = list(self.model.info.roles)
         role = body.prompt_name or "document"
@@ -335,8 +433,7 @@ class EmbeddingServer:
             "start" if body.truncation_direction.lower() == "left" else "end"
         )
         tokens = self._fit(texts, truncate, side)
-        vectors = await self._embed(texts, tokens, role, "embed")
-        return _json(shape_vectors(vectors, dimensions=dimensions, normalize=body.normalize))
+        return body, Prepared(texts, tokens, dimensions, role)
 
     async def info(self, request: Request) -> Response:
         model_info = self.model.info
@@ -354,6 +451,8 @@ class EmbeddingServer:
                 "max_batch_requests": self.batcher.max_batch_inputs,
                 "max_client_batch_size": self.settings.max_client_batch_size,
                 "auto_truncate": self.settings.auto_truncate,
+                "payload_limit": self.settings.payload_limit,
+                "auth": self._key_digest is not None,
                 "tokenization_workers": None,
                 "version": version("embedify-server"),
                 "sha": None,
@@ -421,10 +520,21 @@ def _json(payload: Any) -> Response:
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
 
-def _too_large(size: int, limit: int) -> Problem:
+def _too_large(size: str, limit: int) -> Problem:
     return Problem(
         413, f"Payload too large: {size} bytes > payload limit {limit}", openai_status=413
     )
+
+
+def _retry_after(error: errors.TransientError) -> dict[str, str]:
+    """The upstream's wait passed on to the client, within a minute whatever it asked for."""
+    return {"Retry-After": str(client_retry_after(error.retry_after))}
+
+
+def _digest(key: str, encoding: str = "ascii") -> bytes:
+    """Keys are compared as fixed-length digests, so the comparison time does not even reveal
+    the key's length."""
+    return hashlib.sha256(key.encode(encoding)).digest()
 
 
 def _unauthorised(flavour: Flavour) -> Response:

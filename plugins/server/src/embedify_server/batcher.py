@@ -5,7 +5,9 @@ take the batch that :func:`~embedify_server.scheduling.select_batch` chooses, em
 the engine (``aembed_with_report``, which still enforces the model's own limits) and hand each
 row back to its request. The queue is bounded in inputs: a request that does not fit is
 refused with the time it would take to work the queue off. Closing stops new requests and
-finishes every accepted one.
+finishes every accepted one, waiting at most its timeout: a batch still running then (an
+upstream that asked for an hours-long pause) is cancelled and its requests answered with
+:class:`ShuttingDown`.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Batcher:
         self.inputs_per_second: float | None = None
         self.accepting = False
         self._queue: list[_Queued] = []
+        self._unanswered: set[_Request] = set()
         self._arrivals = itertools.count()
         self._ready = asyncio.Condition()
         self._workers: list[asyncio.Task[None]] = []
@@ -101,12 +104,23 @@ class Batcher:
             for n in range(self.batches_in_flight)
         ]
 
-    async def close(self) -> None:
-        """Refuse new requests, answer every accepted one, then stop the workers."""
+    async def close(self, timeout: float) -> None:
+        """Refuse new requests and answer every accepted one; after ``timeout`` seconds, cancel
+        the batches still running and fail the requests left with :class:`ShuttingDown`."""
         self.accepting = False
         async with self._ready:
             self._ready.notify_all()
-        await asyncio.gather(*self._workers)
+        running = [worker for worker in self._workers if not worker.done()]
+        if not running:
+            return
+        finished, stuck = await asyncio.wait(running, timeout=timeout)
+        for worker in stuck:
+            worker.cancel()
+        for request in list(self._unanswered):
+            request.fail(ShuttingDown())
+        await asyncio.gather(*stuck, return_exceptions=True)
+        for worker in finished:
+            worker.result()  # a worker's own failure is not hidden
 
     async def embed(self, texts: Sequence[str], tokens: Sequence[int], role: str) -> np.ndarray:
         """Vectors of ``texts`` (already validated and cut to the model's limit), in order."""
@@ -117,7 +131,8 @@ class Batcher:
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         request = _Request(len(texts), future)
         self._take_permits(len(texts))
-        future.add_done_callback(lambda _: self._take_permits(-request.size))
+        self._unanswered.add(request)
+        future.add_done_callback(lambda _: self._answered(request))
         number = next(self._arrivals)
         async with self._ready:
             self._queue.extend(
@@ -127,6 +142,10 @@ class Batcher:
             self.metrics.queue_inputs.set(len(self._queue))
             self._ready.notify()
         return await future
+
+    def _answered(self, request: _Request) -> None:
+        self._unanswered.discard(request)
+        self._take_permits(-request.size)
 
     def _take_permits(self, count: int) -> None:
         self.permits_used += count

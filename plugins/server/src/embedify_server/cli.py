@@ -9,6 +9,8 @@ import click
 from embedify.cli import load_model, options_option
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from embedify_server.app import ServerSettings
 
 
@@ -23,16 +25,16 @@ def serve(
     """Serve ``model`` (a model or a name) with uvicorn until SIGINT or SIGTERM.
 
     On either signal the server stops accepting connections and answers every request it has
-    accepted before it exits.
+    accepted, for at most ``settings.drain_timeout`` seconds (then 503), before it exits.
     """
-    import uvicorn
-
     from embedify_server.app import create_app
+    from embedify_server.serving import DrainingServer, log_auth_banner
 
-    config = uvicorn.Config(
-        create_app(model, settings), host=host, port=port, access_log=access_log, lifespan="on"
+    server = DrainingServer(
+        create_app(model, settings), host=host, port=port, access_log=access_log
     )
-    uvicorn.Server(config).run()
+    log_auth_banner(server.embedding_server, f"http://{host}:{port}")
+    server.run()
 
 
 @click.command("serve")
@@ -45,11 +47,23 @@ def serve(
     default=None,
     help="Require 'Authorization: Bearer <key>' (or set EMBEDIFY_SERVER_API_KEY).",
 )
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without authentication: anyone who reaches the port can use the model. "
+    "Either this or a key is required.",
+)
 @options_option
 @click.option(
     "--served-model-name", default=None, help="Name in responses and /info (default: MODEL)."
 )
-@click.option("--max-client-batch-size", default=32, show_default=True, type=int)
+@click.option(
+    "--max-client-batch-size",
+    default=32,
+    show_default=True,
+    type=int,
+    help="Most inputs in one request; at most --max-concurrent-requests.",
+)
 @click.option("--max-batch-tokens", default=16_384, show_default=True, type=int)
 @click.option(
     "--max-concurrent-requests",
@@ -64,24 +78,38 @@ def serve(
     show_default=True,
     help="Cut over-long inputs when a request does not say (TEI's 'truncate').",
 )
+@click.option(
+    "--payload-limit", default=2_000_000, show_default=True, type=int, help="Largest body, bytes."
+)
+@click.option(
+    "--drain-timeout",
+    default=25.0,
+    show_default=True,
+    type=float,
+    help="On SIGTERM, seconds to answer accepted requests before answering them 503.",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve_command(
     model: str | None,
     host: str,
     port: int,
     api_key: str | None,
+    no_auth: bool,
     model_options: tuple[str, ...],
     served_model_name: str | None,
     max_client_batch_size: int,
     max_batch_tokens: int,
     max_concurrent_requests: int,
     auto_truncate: bool,
+    payload_limit: int,
+    drain_timeout: float,
     access_log: bool,
 ) -> None:
     """Serve MODEL (default: EMBEDIFY_MODEL, else local) over HTTP.
 
     Routes: POST /v1/embeddings (OpenAI), POST /embed, GET /info, GET /health (TEI),
-    GET /metrics (Prometheus). Concurrent requests share model batches.
+    GET /metrics (Prometheus). Concurrent requests share model batches. Clients need
+    --api-key (or EMBEDIFY_SERVER_API_KEY) unless --no-auth says otherwise.
     """
     from pydantic import ValidationError
 
@@ -89,6 +117,13 @@ def serve_command(
     from embedify_server.app import ServerSettings
 
     name = model or default_model_name()
+    if api_key is not None and no_auth:
+        raise click.UsageError("--api-key and --no-auth contradict each other: pass one of them")
+    if api_key is None and not no_auth:
+        raise click.UsageError(
+            "no API key: pass --api-key KEY (or set EMBEDIFY_SERVER_API_KEY), or --no-auth to "
+            "serve without authentication"
+        )
     try:
         settings = ServerSettings(
             served_model_name=served_model_name or name,
@@ -97,9 +132,11 @@ def serve_command(
             max_batch_tokens=max_batch_tokens,
             max_concurrent_requests=max_concurrent_requests,
             auto_truncate=auto_truncate,
+            payload_limit=payload_limit,
+            drain_timeout=drain_timeout,
         )
     except ValidationError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.UsageError(_one_line(error)) from None
     serve(
         load_model(name, model_options),
         host=host,
@@ -107,3 +144,12 @@ def serve_command(
         settings=settings,
         access_log=access_log,
     )
+
+
+def _one_line(error: ValidationError) -> str:
+    """The first problem, named by its flag (``max_batch_tokens`` -> ``--max-batch-tokens``)."""
+    problem = error.errors()[0]
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if not problem["loc"]:
+        return message  # a rule across several settings names its flags itself
+    return f"--{str(problem['loc'][0]).replace('_', '-')}: {message}"

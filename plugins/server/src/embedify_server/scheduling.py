@@ -94,10 +94,25 @@ def admits(queued_inputs: int, incoming_inputs: int, max_queued_inputs: int) -> 
 
 
 def retry_after_seconds(queued_inputs: int, inputs_per_second: float | None) -> int:
-    """Whole seconds a refused client should wait: the time to work off the queue, >= 1."""
+    """Whole seconds a refused client should wait: the time to work off the queue, in
+    ``[1, MAX_CLIENT_RETRY_AFTER]``."""
     if not inputs_per_second or inputs_per_second <= 0:
         return 1
-    return max(1, math.ceil(queued_inputs / inputs_per_second))
+    return client_retry_after(queued_inputs / inputs_per_second)
+
+
+#: The longest wait the server asks a client for. A queue that slow, or an upstream asking for
+#: more (a broken or hostile ``Retry-After``), is better answered by retrying within a minute
+#: than by a client parked for hours.
+MAX_CLIENT_RETRY_AFTER = 60
+
+
+def client_retry_after(seconds: float | None) -> int:
+    """``Retry-After`` for a client from a wait in seconds (the upstream's, or the queue's):
+    whole seconds in ``[1, MAX_CLIENT_RETRY_AFTER]``; unknown or NaN gives 1."""
+    if seconds is None or math.isnan(seconds):
+        return 1
+    return math.ceil(min(max(seconds, 1), MAX_CLIENT_RETRY_AFTER))
 
 
 def updated_rate(previous: float | None, inputs: int, seconds: float, weight: float = 0.2) -> float:

@@ -19,17 +19,13 @@ from typing import Any
 @contextlib.contextmanager
 def running_server(model: Any = "fake", settings: Any = None) -> Iterator[str]:
     """Serve ``model`` (a model or a name) and yield its base URL, ``http://127.0.0.1:PORT``."""
-    import uvicorn
-
     from embedify_server.app import create_app
+    from embedify_server.serving import DrainingServer
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(model, settings), log_level="warning", access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = DrainingServer(create_app(model, settings), log_level="warning", access_log=False)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [listener]}, name="embedify-server", daemon=True
     )

@@ -12,12 +12,12 @@ import os
 import re
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
+from embedify.responses import vector_matrix
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 _BATCH_SIZE = re.compile(r"batch size \d+ > maximum allowed batch size (\d+)")
@@ -84,7 +84,8 @@ class TEIEmbeddingModel(embedify.HTTPEmbeddingModel):
             body["prompt_name"] = prompt
         if self.options.dimensions is not None:
             body["dimensions"] = self.options.dimensions
-        return np.asarray(await self.request_json("POST", "/embed", body), dtype=np.float32)
+        answer = await self.request_json("POST", "/embed", body)
+        return vector_matrix(answer, len(texts), source=repr(self))  # no index: count, width
 
     def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
         """TEI's ``error_type``: Validation (batch size or input length), Overloaded, Unhealthy."""
