@@ -173,7 +173,19 @@ class Executor:
         task.add_done_callback(self._finished_task)
 
     def _finished_task(self, task: asyncio.Task[None]) -> None:
+        """A request's task ended. One that raised (a bug after the answer, in storing it) stops
+        the job with that error: never an exception nobody retrieves, and never a job that
+        goes on with rows missing."""
         self.tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None and self.stopped_by is None:
+            if isinstance(error, (ProviderError, ConfigurationError)):
+                self.stopped_by = error
+            else:
+                self.stopped_by = PermanentError(
+                    f"storing the answer of {self.model!r} failed: {type(error).__name__}: {error}"
+                )
+                self.stopped_by.__cause__ = error
         self.changed.set()
 
     async def _send(self, batch: Batch, ticket: pacing.Ticket) -> None:
@@ -213,8 +225,8 @@ class Executor:
                 self.sizer.limits_announced()
             if self.provider_dimension is None:
                 self.provider_dimension = int(vectors.shape[1])
-            self.finished.update(batch.indices)
             self.on_done(batch.indices, vectors)
+            self.finished.update(batch.indices)  # only once stored: a failed store fails them
             return
         await self._handle(batch, outcome, ticket, now)
 
