@@ -54,7 +54,7 @@ INTEGRATION_DOCS = {
 @nox.session
 def tests(session: nox.Session) -> None:
     """Core tests with only the core installed (tests that drive real plugins skip, saying so)."""
-    session.install("-e", ".", "pytest", "pytest-asyncio", "httpx")
+    session.install("-e", ".", "pytest", "pytest-asyncio", "httpx", "hypothesis")
     session.run("pytest", "tests", *session.posargs)
 
 

@@ -9,14 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from embedify.errors import BadResponseError
-from embedify.responses import ordered_embeddings, vector_matrix
-
-pytest.importorskip("hypothesis", reason="the property suite needs hypothesis")
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from embedify.errors import BadResponseError
+from embedify.responses import ordered_embeddings, vector_matrix
 
 pytestmark = pytest.mark.faults
 

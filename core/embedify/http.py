@@ -135,7 +135,7 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
         """The server's identity in the cache fingerprint (the normalised base URL); never a key,
         and a login shows as ``***@`` (a password is not the server, so rotating it keeps the
         cache)."""
-        return self.options.base_url
+        return self._shown_base_url
 
     def configured_base_url(self) -> str | None:
         """The option, else the first environment variable set, else the default."""

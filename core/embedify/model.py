@@ -153,8 +153,8 @@ def public_url(text: str) -> str:
         parts = urlsplit(text)
     except ValueError:  # not a URL after all (an unclosed "[" in the host): show no login
         return re.sub(r"//[^/]*@", "//***@", text).partition("?")[0]
-    if not (parts.scheme and parts.netloc):
-        return text
+    if not (parts.scheme and parts.netloc) or ("@" not in parts.netloc and not parts.query):
+        return text  # as it was, character for character: fingerprints hold it
     netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
     fields = (field.partition("=") for field in parts.query.split("&")) if parts.query else ()
     query = "&".join(f"{name}=***" if equals else name for name, equals, _ in fields)
