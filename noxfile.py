@@ -36,7 +36,8 @@ PLUGIN_NEEDS = {
 }
 # Tests that compare with sentence-transformers or a framework's torch-based embedding.
 NEEDS_TORCH = {"huggingface", "instructor", "llamaindex", "langchain"}
-TEST_EXTRAS = {"huggingface", "llamaindex", "langchain", "ray", "server"}  # installed as plugin[test]
+# Installed as plugin[test].
+TEST_EXTRAS = {"huggingface", "llamaindex", "langchain", "ray", "server"}
 # What a docs page shows beside its integration (installed after the plugin's own tests ran in a
 # virtualenv without it): the LangChain page wraps a LangChain embedding for LlamaIndex.
 DOCS_NEEDS = {"langchain": ["-e", "plugins/llamaindex"]}

@@ -256,3 +256,24 @@ def test_a_password_is_not_the_servers_identity() -> None:
     second = Demo(api_key=KEY, base_url="https://usr:new-password@h.example/v1")
     assert first.info.fingerprint() == second.info.fingerprint()
     assert first.info.endpoint == "https://***@h.example/v1"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_embedify_models_shows_no_login_of_the_default_model_or_an_alias(
+    monkeypatch: pytest.MonkeyPatch, isolated_home: Any, as_json: bool
+) -> None:
+    from click.testing import CliRunner
+
+    from embedify.cli import cli
+
+    config = isolated_home / "config"
+    config.mkdir(exist_ok=True)
+    (config / "config.json").write_text(
+        '{"aliases": {"mine": "tei:https://me:alias-pass@tei.example/?token=alias-token"}}'
+    )
+    monkeypatch.setenv("EMBEDIFY_MODEL", "tei:https://me:env-pass@tei.example")
+    result = CliRunner().invoke(cli, ["models", *(["--json"] if as_json else [])])
+    assert result.exit_code == 0, result.output
+    for secret in ("env-pass", "alias-pass", "alias-token"):
+        assert secret not in result.output
+    assert "tei:https://***@tei.example" in result.output

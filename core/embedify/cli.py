@@ -338,14 +338,18 @@ def similarity(
 def models(as_json: bool) -> None:
     """List installed providers, their known models, aliases and the default model."""
     from embedify.config import BUILTIN_DEFAULT_MODEL, config_dir, load_user_config
+    from embedify.model import public_name
     from embedify.registry import registry
 
     registry.load()
     user = load_user_config()
     if os.environ.get("EMBEDIFY_MODEL"):
-        default = {"model": os.environ["EMBEDIFY_MODEL"], "from": "EMBEDIFY_MODEL"}
+        default = {"model": public_name(os.environ["EMBEDIFY_MODEL"]), "from": "EMBEDIFY_MODEL"}
     elif user.default_model:
-        default = {"model": user.default_model, "from": str(config_dir() / "config.json")}
+        default = {
+            "model": public_name(user.default_model),
+            "from": str(config_dir() / "config.json"),
+        }
     else:
         default = {"model": BUILTIN_DEFAULT_MODEL, "from": "built in"}
     rows = []
@@ -367,7 +371,7 @@ def models(as_json: bool) -> None:
                     "default": default,
                     "providers": rows,
                     "aliases": {a: t for a, (t, _) in registry.aliases.items()},
-                    "user_aliases": user.aliases,
+                    "user_aliases": {a: public_name(t) for a, t in user.aliases.items()},
                 },
                 indent=2,
             )
@@ -384,7 +388,7 @@ def models(as_json: bool) -> None:
     for alias, (target, plugin) in sorted(registry.aliases.items()):
         click.echo(f"alias {alias} -> {target}  [plugin {plugin}]")
     for alias, target in sorted(user.aliases.items()):
-        click.echo(f"alias {alias} -> {target}  [user config]")
+        click.echo(f"alias {alias} -> {public_name(target)}  [user config]")
 
 
 @cli.command()

@@ -161,6 +161,13 @@ def public_url(text: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def public_name(name: str) -> str:
+    """A model name (``tei:http://user:pw@host``) as it may be shown: :func:`public_url` of
+    the part after the provider."""
+    provider, colon, model_id = name.partition(":")
+    return f"{provider}{colon}{public_url(model_id)}"
+
+
 def estimate_tokens(text: str) -> int:
     """A conservative token count for providers without a local tokenizer.
 

@@ -30,6 +30,7 @@ import numpy as np
 import embedify
 from embedify import errors
 from embedify.http import redirect_refusal
+from embedify.responses import vector_matrix
 from embedify.testing.loopback import FakeService, Request, Response
 
 API_KEY = "fake-http-key"
@@ -210,7 +211,7 @@ class HttpFakeModel(embedify.EmbeddingModel):
         answer = json.loads(payload)
         if "usage" in answer:
             embedify.observe_usage(answer["usage"]["tokens"])
-        return np.asarray(answer["embeddings"], dtype=np.float32)
+        return vector_matrix(answer["embeddings"], len(texts), source=repr(self))
 
     async def _post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         assert self.options.base_url and self.options.api_key

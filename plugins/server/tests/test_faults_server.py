@@ -545,3 +545,18 @@ def test_later_requests_are_not_poisoned_by_a_hostile_upstream_pause(
     with proxy(hostile_upstream, HOSTILE_429, HOSTILE_429) as (_, url):
         for text in ("a", "b", "c"):
             assert_prompt_refusal(embed(url, text))
+
+
+def test_a_login_in_the_models_url_never_reaches_a_client() -> None:
+    """The served name goes into /info and every answer: a tei: URL's password must not."""
+    from embedify_server.app import create_app
+    from embedify_tei.testing import FakeTEI
+
+    with LoopbackServer(FakeTEI()) as upstream:
+        host = upstream.url.removeprefix("http://")
+        model = embedify.get_model(f"tei:http://user:s3cret-pass@{host}")
+        with TestClient(create_app(model, ServerSettings())) as client:
+            info = client.get("/info").text
+            answer = client.post("/v1/embeddings", json={"input": ["hi"], "model": "x"}).text
+    assert "s3cret-pass" not in info + answer
+    assert "***@" in info

@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 import embedify
 from embedify import errors
+from embedify.model import public_name
 from embedify_server.batcher import Batcher, Overloaded, ShuttingDown
 from embedify_server.metrics import Metrics
 from embedify_server.scheduling import client_retry_after
@@ -559,6 +560,7 @@ def create_app(
         name, model = model, embedify.get_model(model)
     else:
         name = f"{model.provider}:{model.model_id}"
+    name = public_name(name)  # it goes to every client (/info, each answer): a login must not
     server = EmbeddingServer(model, settings or ServerSettings(), name)
 
     @contextlib.asynccontextmanager
