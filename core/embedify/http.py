@@ -250,13 +250,24 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     # -- requests (httpx providers) -----------------------------------------------------------
 
     async def request_json(self, method: str, path: str, body: Any = None) -> Any:
-        """Send one request with this loop's httpx client; the decoded JSON of a success."""
+        """Send one request with this loop's httpx client; the decoded JSON of a success.
+
+        The ``timeout`` option bounds the whole exchange, not only each read: a server that
+        trickles its answer a byte at a time never trips httpx's read timeout."""
         import httpx
 
+        timeout = self.options.timeout
         try:
-            response = await self.client().request(method, path, json=body)
+            response = await asyncio.wait_for(
+                self.client().request(method, path, json=body), timeout
+            )
         except httpx.TransportError as error:
             raise self.transport_error(error) from None
+        except asyncio.TimeoutError:
+            raise RequestTimeoutError(
+                f"{self.provider} gave no whole answer to {method} {path} within {timeout:g} s "
+                "(the timeout option)"
+            ) from None
         url = str(response.request.url)
         self.check_response(response.status_code, response.headers, _body(response), url)
         try:

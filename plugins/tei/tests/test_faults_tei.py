@@ -75,3 +75,33 @@ def test_a_hostile_answer_is_refused_and_not_cached(case: str, tmp_path: Path) -
         assert word in message, message
     assert EmbeddingCache.open(cache).stats()["entries"] == 0
     assert model.dimension is None  # nothing learned from it either
+
+
+INFO_CASES = {
+    "a string": ("max_client_batch_size", "lots"),
+    "a bool": ("max_client_batch_size", True),
+    "a negative": ("max_client_batch_size", -3),
+    "a float": ("max_client_batch_size", 1e300),
+    "zero tokens per input": ("max_input_length", 0),
+    "negative tokens per batch": ("max_batch_tokens", -1),
+    "negative permits": ("max_concurrent_requests", -1),
+}
+
+
+@pytest.mark.parametrize("case", list(INFO_CASES))
+def test_hostile_limits_in_info_are_refused_by_name(case: str) -> None:
+    """The engine plans every request from /info: a limit that is not a positive whole number
+    is refused naming the field, never planned with and never a bare ValueError."""
+    field, value = INFO_CASES[case]
+    fake = FakeTEI()
+
+    def handler(request: Request) -> Response:
+        response = fake(request)
+        if request.path == "/info" and isinstance(response.body, dict):
+            response.body[field] = value
+        return response
+
+    with LoopbackServer(handler) as server:
+        model = embedify.get_model(f"tei:{server.url}", cache=False, max_retries=0)
+        with pytest.raises(BadResponseError, match=f"/info gives {field}="):
+            model.embed(TEXTS)

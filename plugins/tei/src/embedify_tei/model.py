@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
@@ -61,16 +62,35 @@ class TEIEmbeddingModel(embedify.HTTPEmbeddingModel):
             raise errors.ConfigurationError(
                 f"{self.url}/info is not a Text-Embeddings-Inference server's: check the URL."
             )
-        self.server_info = info
-        self.revision = f"{info.get('model_id')}@{info.get('model_sha') or 'unknown'}"
-        batch = int(info.get("max_client_batch_size") or 32)
+        limit = self._limit_reader(info)
+        batch = limit("max_client_batch_size") or 32
         self.limits = embedify.Limits(
             max_inputs_per_request=batch,
-            max_tokens_per_request=info.get("max_batch_tokens"),
-            max_tokens_per_input=info.get("max_input_length"),
+            max_tokens_per_request=limit("max_batch_tokens"),
+            max_tokens_per_input=limit("max_input_length"),
         )
-        permits = int(info.get("max_concurrent_requests") or 512)
+        permits = limit("max_concurrent_requests") or 512
+        self.server_info = info
+        self.revision = f"{info.get('model_id')}@{info.get('model_sha') or 'unknown'}"
         self.default_max_concurrency = max(1, min(self.default_max_concurrency, permits // batch))
+
+    def _limit_reader(self, info: dict[str, Any]) -> Callable[[str], int | None]:
+        """Reads one limit of ``/info``: a positive whole number or absent. Anything else (a
+        string, a bool, 0, a negative, a float) is a broken or hostile server, refused by name
+        rather than planned with."""
+
+        def limit(field: str) -> int | None:
+            value = info.get(field)
+            if value is None:
+                return None
+            if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31:
+                return value
+            raise errors.BadResponseError(
+                f"{self.url}/info gives {field}={str(value)[:40]!r}; a Text-Embeddings-Inference "
+                "server gives a positive whole number: check the URL and the server."
+            )
+
+        return limit
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         body: dict[str, Any] = {
