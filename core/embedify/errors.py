@@ -20,6 +20,14 @@ class EmbedifyError(Exception):
     """Base class of every error embedify raises on purpose."""
 
 
+def untrusted(text: object, limit: int = 300) -> str:
+    """Text a server wrote, as a message may carry it: at most ``limit`` characters, and no
+    character that is not printable (an escape sequence in an error body could rewrite the
+    user's terminal; a megabyte-long one would flood every log line)."""
+    value = "".join(c if c.isprintable() else "?" for c in str(text).strip())
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value) - limit} more)"
+
+
 class ConfigurationError(EmbedifyError, ValueError):
     """A model name, option or environment setting is wrong; the message says how to fix it."""
 

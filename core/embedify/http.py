@@ -46,6 +46,7 @@ from embedify.errors import (
     RateLimitError,
     RequestTimeoutError,
     TransientError,
+    untrusted,
 )
 from embedify.model import EmbeddingModel, RemoteOptions, public_url
 
@@ -305,7 +306,8 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
             code = None
         if not message and status in _KNOWN:
             message = http.HTTPStatus(status).phrase
-        message = self.redact(message)
+        message = untrusted(self.redact(message))
+        code = None if code is None else untrusted(self.redact(code), 60)
         url = self.redact(url)
         text = f"{self.provider} {status}{f' {code}' if code else ''}: {message}"
         response = ErrorResponse(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from embedify.errors import BadResponseError
+from embedify.errors import BadResponseError, untrusted
 from embedify.report import Vectors
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
@@ -40,7 +40,8 @@ def ordered_embeddings(items: Any, count: int, *, source: str) -> list[Any]:
         if type(index) is not int:  # not isinstance: True and False are ints in Python
             raise _bad(
                 source,
-                f"data item {position} has index {index!r} ({type(index).__name__}); the "
+                f"data item {position} has index {untrusted(repr(index), 40)} "
+                f"({type(index).__name__}); the "
                 f"inputs' indices are the integers 0..{count - 1}",
             )
         if not 0 <= index < count:

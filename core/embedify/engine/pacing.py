@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from embedify.engine.policy import DEFAULT_MAX_RETRY_WAIT, readable_wait
+from embedify.errors import untrusted
 
 #: Near a tokens-per-minute limit, a request holds at most this many seconds of refill, so
 #: requests fit the budget as it refills instead of waiting for a bucket to fill up.
@@ -154,9 +155,7 @@ def _seconds_until(http_date: str) -> float | None:
 def _quote(name: str, lowered: Mapping[str, str]) -> str:
     """``name: value``, the value cut short and stripped of characters that are not printable
     (it is the server's text, going into errors and logs)."""
-    value = "".join(c if c.isprintable() else "?" for c in lowered[name].strip())
-    shown = value if len(value) <= _QUOTED_CHARS else f"{value[:_QUOTED_CHARS]}..."
-    return f"{name}: {shown}"
+    return f"{name}: {untrusted(lowered[name], _QUOTED_CHARS)}"
 
 
 def _announced_limit(lowered: Mapping[str, str], kind: str) -> float | None:
