@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import embedify
-from embedify.errors import EmbedifyError, EmbeddingJobError
+from embedify.errors import EmbeddingJobError, EmbedifyError
 from embedify.testing import LoopbackServer, Request, Response
 
 pytestmark = pytest.mark.faults
