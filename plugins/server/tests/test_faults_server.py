@@ -560,3 +560,47 @@ def test_a_login_in_the_models_url_never_reaches_a_client() -> None:
             answer = client.post("/v1/embeddings", json={"input": ["hi"], "model": "x"}).text
     assert "s3cret-pass" not in info + answer
     assert "***@" in info
+
+
+HOSTILE_BODIES = {
+    "/v1/embeddings": [
+        b'{"input":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"input": {"a": 1}}',
+        b'{"input": [1, 2, 3]}',
+        b'{"input": ["a", null]}',
+        b'{"input": "a", "dimensions": 1e300}',
+        b'{"input": "a", "dimensions": true}',
+        b'{"input": "a", "dimensions": "8"}',
+        b'{"input": "a", "encoding_format": "xml"}',
+        b'{"input": "\xff\xfe"}',
+        b'{"input": "\\ud800"}',
+        b'{"input": "a", "dimensions": NaN}',
+        b"[1, 2]",
+        b"",
+        b'{"input": "a", "model": 5}',
+    ],
+    "/embed": [
+        b'{"inputs": {"a": 1}}',
+        b'{"inputs": null}',
+        b'{"inputs": "a", "truncate": "yes"}',
+        b'{"inputs": "a", "normalize": "no"}',
+        b'{"inputs": "a", "truncation_direction": "Up"}',
+        b'{"inputs": "\\udfff"}',
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [(route, body) for route, bodies in HOSTILE_BODIES.items() for body in bodies],
+    ids=lambda value: value if isinstance(value, str) else value[:40].decode("latin-1"),
+)
+def test_a_hostile_request_body_is_refused_never_a_500_or_coerced(route: str, body: bytes) -> None:
+    """Bodies as a fuzzer or an attacker sends them: each is a 4xx in the route's error format.
+    Types are strict, as the real servers' JSON decoders are (`"dimensions": true` is not 1)."""
+    from embedify_server.app import create_app
+
+    with TestClient(create_app("fake:16", ServerSettings())) as client:
+        answer = client.post(route, content=body, headers={"content-type": "application/json"})
+    assert 400 <= answer.status_code < 500, answer.text[:200]
+    assert "error" in answer.json()

@@ -113,6 +113,9 @@ class ServerSettings(BaseModel):
 
 
 class OpenAIEmbeddingRequest(BaseModel):
+    # Strict, as the real servers' JSON decoders are: `"dimensions": true` is not 1.
+    model_config = ConfigDict(strict=True)
+
     input: str | list[str]
     model: str | None = None  # any name is accepted and answered by the served model, as TEI does
     encoding_format: Literal["float", "base64"] = "float"
@@ -121,6 +124,8 @@ class OpenAIEmbeddingRequest(BaseModel):
 
 
 class TEIEmbedRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # TEI's serde refuses `"truncate": "yes"` too
+
     inputs: str | list[str]
     truncate: bool | None = None
     truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
