@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import embedify
-from embedify.errors import EmbeddingJobError, EmbedifyError
+from embedify.errors import BadResponseError, EmbeddingJobError, EmbedifyError
 from embedify.testing import LoopbackServer, Request, Response
 
 pytestmark = pytest.mark.faults
@@ -60,3 +60,41 @@ def test_a_hostile_error_body_becomes_a_short_printable_message(provider: str) -
         assert "\x1b" not in text and "\x07" not in text and "\r" not in text
         assert len(text) < 2_000, f"{len(text)} characters"
     assert any("all your keys are belong to us" in text for text in texts)
+
+
+NOT_AN_ANSWER = {
+    "an HTML page": (b"<html>sign in to the hotel wifi</html>", "text/html"),
+    "null": (b"null", "application/json"),
+    "a list": (b"[]", "application/json"),
+    "an empty object": (b"{}", "application/json"),
+    "a string": (b'"x"', "application/json"),
+    "nulls": (b'{"data": null, "embeddings": null}', "application/json"),
+    "cut short": (b'{"data": [', "application/json"),
+    "nothing": (b"", "application/json"),
+}
+
+
+@pytest.mark.parametrize("body", list(NOT_AN_ANSWER))
+@pytest.mark.parametrize("provider", list(bodies()))
+def test_a_200_that_is_not_an_answer_is_a_bad_response(provider: str, body: str) -> None:
+    """A captive portal, a proxy or a wrong base_url answers 200 with something else: that is
+    a BadResponseError (never an invalid request, nor a bare TypeError from an SDK)."""
+    pytest.importorskip(f"embedify_{provider}", reason=f"the {provider} plugin is not installed")
+    name, path, _ = bodies()[provider]
+    content, content_type = NOT_AN_ANSWER[body]
+
+    def handler(request: Request) -> Response:
+        if request.path == "/info":
+            return Response(200, {"model_id": "m", "max_client_batch_size": 8})
+        return Response(200, content, headers={"content-type": content_type})
+
+    with LoopbackServer(handler) as server:
+        if provider == "tei":
+            model = embedify.get_model(f"tei:{server.url}", max_retries=0, cache=False)
+        else:
+            model = embedify.get_model(
+                name, base_url=f"{server.url}{path}", api_key="sk-test", max_retries=0, cache=False
+            )
+        with pytest.raises(EmbeddingJobError) as caught:
+            model.embed(["one text"])
+    assert all(isinstance(error, BadResponseError) for error in caught.value.failures.values())

@@ -107,14 +107,18 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
                 **extra,
             )
         except ApiError as error:
-            if error.status_code is None:
+            if error.status_code is None or error.status_code < 300:  # a 2xx that is not JSON
                 raise errors.BadResponseError(
-                    self.redact(f"unreadable answer from {url}")
+                    self.redact(f"unreadable answer from {url}: is base_url a Cohere API?")
                 ) from None
             headers = error.headers or {}
             raise self.response_error(error.status_code, headers, error.body, url) from None
         except httpx.TransportError as error:
             raise self.transport_error(error) from None
+        except (TypeError, ValueError):  # JSON the SDK cannot read as an answer (a list, a str)
+            raise errors.BadResponseError(
+                self.redact(f"unreadable answer from {url}: is base_url a Cohere API?")
+            ) from None
         self.check_response(raw.status_code, raw.headers, None, url)
         try:  # the wire's values: the SDK's model would turn a hostile true into 1
             vectors = raw.response.json()["embeddings"][kind]
