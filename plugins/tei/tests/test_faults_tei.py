@@ -1,79 +1,33 @@
 """Fault injection: a Text-Embeddings-Inference server answering hostile ``/embed`` bodies
-(wrong count, empty, ragged, non-finite or non-numeric vectors), through httpx. TEI's vectors
+(wrong count, empty, ragged, non-finite or non-numeric vectors; see
+:mod:`embedify.testing.hostile`) or hostile limits in ``/info``, through httpx. TEI's vectors
 carry no index: their count and width are what can be checked, and every such answer is refused
 naming the model and the item, with nothing of it cached."""
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from embedify_tei.testing import FakeTEI
 
 import embedify
-from embedify.cache import EmbeddingCache
 from embedify.errors import BadResponseError, EmbeddingJobError
 from embedify.testing import LoopbackServer, Request, Response
+from embedify.testing.hostile import TEXTS, VECTOR_CASES, garbled, refused
 
 pytestmark = pytest.mark.faults
 
-TEXTS = ["first text", "second text", "third text"]
-Mutation = Callable[[list[list[Any]]], Any]
 
-
-def hostile(fake: FakeTEI, mutate: Mutation) -> Callable[[Request], Response]:
-    """The fake's handler, with the vectors of each ``/embed`` answer replaced by ``mutate``'s."""
-
-    def handler(request: Request) -> Response:
-        response = fake(request)
-        if response.status != 200 or request.path != "/embed":
-            return response
-        body = response.body if isinstance(response.body, list) else json.loads(response.body)
-        return Response(200, mutate(body))
-
-    return handler
-
-
-def at(row: int, column: int, value: Any) -> Mutation:
-    def mutate(vectors: list[list[Any]]) -> list[list[Any]]:
-        vectors[row][column] = value
-        return vectors
-
-    return mutate
-
-
-CASES: dict[str, tuple[Mutation, list[str]]] = {
-    "one missing": (lambda vectors: vectors[:-1], ["2 vectors for 3 inputs"]),
-    "one too many": (lambda vectors: [*vectors, vectors[0]], ["4 vectors for 3 inputs"]),
-    "empty vectors": (lambda vectors: [[] for _ in vectors], ["no values"]),
-    "ragged": (lambda vectors: [vectors[0], vectors[1][:-1], vectors[2]], ["input 1", "values"]),
-    "NaN": (at(2, 0, math.nan), ["input 2", "NaN or infinite"]),
-    "infinity": (at(0, 5, -math.inf), ["input 0", "NaN or infinite"]),
-    "beyond float32": (at(1, 5, 1e39), ["input 1", "NaN or infinite"]),
-    "a string in a vector": (at(1, 3, "0.5"), ["input 1", "str"]),
-    "a bool in a vector": (at(0, 0, True), ["input 0", "bool"]),
-    "a null in a vector": (at(2, 1, None), ["input 2", "NoneType"]),
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(VECTOR_CASES))
 def test_a_hostile_answer_is_refused_and_not_cached(case: str, tmp_path: Path) -> None:
-    mutate, words = CASES[case]
+    garble, words = VECTOR_CASES[case]
     cache = tmp_path / "cache.sqlite3"
-    with LoopbackServer(hostile(FakeTEI(), mutate)) as server:
+    with LoopbackServer(garbled(FakeTEI(), garble)) as server:
         model = embedify.get_model(f"tei:{server.url}", max_concurrency=1, cache=cache)
         with pytest.raises(EmbeddingJobError) as caught:
             model.embed(TEXTS)
-        source = f"tei:{server.url}"
-    assert {type(error) for error in caught.value.failures.values()} == {BadResponseError}
-    message = str(caught.value.failures[0])
-    for word in [source, *words]:
-        assert word in message, message
-    assert EmbeddingCache.open(cache).stats()["entries"] == 0
+        refused(caught.value, [f"tei:{server.url}", *words], cache=cache)
     assert model.dimension is None  # nothing learned from it either
 
 

@@ -1,0 +1,187 @@
+"""Hostile answers for a provider's fault-injection tests (``test_faults_<provider>.py``).
+
+A broken or malicious server garbles a good answer in a few known ways: indices that are
+booleans, duplicated, missing or out of range; vectors that are empty, ragged, not finite or not
+numbers; one vector too few or too many. Each case here is a garbling and the words the refusal
+must contain. Wrap your provider's fake with :func:`garbled` and assert with :func:`refused`::
+
+    from embedify.testing.hostile import INDEXED_CASES, garbled, refused
+
+    @pytest.mark.parametrize("case", INDEXED_CASES)
+    def test_a_hostile_answer_is_refused(case, tmp_path):
+        garble, words = INDEXED_CASES[case]
+        rewrite = lambda body: {**body, "data": garble(body["data"])}
+        with LoopbackServer(garbled(FakeMine(), rewrite)) as server:
+            model = get_model("mine:small", base_url=server.url, cache=tmp_path / "c.sqlite3")
+            with pytest.raises(EmbeddingJobError) as caught:
+                model.embed(TEXTS)
+        refused(caught.value, ["mine:small", *words], cache=tmp_path / "c.sqlite3")
+
+:data:`INDEXED_CASES` garble OpenAI-style ``data`` (``[{"index": i, "embedding": ...}]``,
+floats or base64); :data:`VECTOR_CASES` garble a plain list of vectors (TEI, Cohere). Every
+garbling takes the decoded list and returns the list to send. Answers carry three inputs:
+embed :data:`TEXTS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedify.cache import EmbeddingCache
+from embedify.errors import BadResponseError, EmbeddingJobError
+from embedify.testing.loopback import Request, Response
+
+TEXTS = ["first text", "second text", "third text"]
+Garbling = Callable[[list[Any]], list[Any]]
+Case = tuple[Garbling, list[str]]
+
+
+def garbled(
+    fake: Callable[[Request], Response], rewrite: Callable[[Any], Any]
+) -> Callable[[Request], Response]:
+    """``fake``'s handler, with every successful JSON answer's body passed through ``rewrite``
+    (answers that are not JSON, such as TEI's empty ``/health``, go out as they are)."""
+
+    def handler(request: Request) -> Response:
+        response = fake(request)
+        if response.status != 200:
+            return response
+        body = response.body
+        if isinstance(body, (bytes, str)):
+            try:
+                body = json.loads(body)
+            except ValueError:
+                return response
+        if not isinstance(body, (dict, list)) or request.path.endswith("/info"):
+            return response
+        return Response(200, rewrite(body))
+
+    return handler
+
+
+def refused(
+    error: EmbeddingJobError, words: list[str], *, cache: Path, secret: str | None = None
+) -> None:
+    """Every input failed with a ``BadResponseError`` whose message holds ``words``, no
+    ``secret`` shows, and nothing of the answer reached the ``cache`` file."""
+    assert {type(failure) for failure in error.failures.values()} == {BadResponseError}
+    message = str(error.failures[0])
+    for word in words:
+        assert word in message, message
+    if secret is not None:
+        assert secret not in str(error)
+    assert EmbeddingCache.open(cache).stats()["entries"] == 0
+
+
+# -- OpenAI-style data: [{"index": i, "embedding": [...] or "base64"}] -------------------------
+
+
+def _like(item: dict[str, Any], values: list[Any]) -> Any:
+    """``values`` in the item's encoding (base64 float32, or a JSON list)."""
+    if isinstance(item["embedding"], str):
+        return base64.b64encode(np.array(values, dtype="<f4").tobytes()).decode()
+    return values
+
+
+def _width(item: dict[str, Any]) -> int:
+    value = item["embedding"]
+    return len(base64.b64decode(value)) // 4 if isinstance(value, str) else len(value)
+
+
+def _item(data: list[dict[str, Any]], index: int) -> dict[str, Any]:
+    return next(item for item in data if item["index"] == index)
+
+
+def _in_place(change: Callable[[list[Any]], object]) -> Garbling:
+    def garble(data: list[Any]) -> list[Any]:
+        change(data)
+        return data
+
+    return garble
+
+
+def _index(position: int, value: Any) -> Garbling:
+    return _in_place(lambda data: data[position].__setitem__("index", value))
+
+
+def _vector(index: int, make: Callable[[int], list[Any]]) -> Garbling:
+    def change(data: list[dict[str, Any]]) -> None:
+        item = _item(data, index)
+        item["embedding"] = _like(item, make(_width(item)))
+
+    return _in_place(change)
+
+
+def _embedding(index: int, value: Any) -> Garbling:
+    return _in_place(lambda data: _item(data, index).__setitem__("embedding", value))
+
+
+def _value(index: int, column: int, value: Any) -> Garbling:
+    return _in_place(lambda data: _item(data, index)["embedding"].__setitem__(column, value))
+
+
+INDEXED_CASES: dict[str, Case] = {
+    "bool index": (_index(1, True), ["data item 1", "index True (bool)"]),
+    "float index": (_index(1, 1.0), ["data item 1", "index 1.0 (float)"]),
+    "string index": (_index(1, "1"), ["data item 1", "index '1' (str)"]),
+    "null index": (_index(1, None), ["data item 1", "NoneType"]),
+    "negative index": (_index(0, -1), ["data item 0", "index -1", "0..2"]),
+    "index out of range": (_index(2, 3), ["data item 2", "index 3", "0..2"]),
+    "duplicate index": (
+        _in_place(lambda data: data[2].__setitem__("index", data[0]["index"])),
+        ["data items 0 and 2 both have index"],
+    ),
+    "no index": (_in_place(lambda data: data[1].pop("index")), ["data item 1", "index None"]),
+    "no embedding": (
+        _in_place(lambda data: data[1].pop("embedding")),
+        ["data item 1", "no embedding"],
+    ),
+    "one missing": (lambda data: data[:-1], ["2 embeddings for 3 inputs"]),
+    "one too many": (lambda data: [*data, dict(data[0])], ["4 embeddings for 3 inputs"]),
+    "empty vectors": (
+        _in_place(lambda data: [item.__setitem__("embedding", _like(item, [])) for item in data]),
+        ["no values"],
+    ),
+    "ragged": (_vector(1, lambda n: [0.5] * (n - 1)), ["input 1", "values"]),
+    "NaN": (_vector(2, lambda n: [math.nan] * n), ["input 2", "NaN or infinite"]),
+    "infinity": (_vector(0, lambda n: [0.5] * (n - 1) + [-math.inf]), ["input 0", "infinite"]),
+    "not a list": (_embedding(1, {"a": 1}), ["input 1", "dict"]),
+    "broken base64": (_embedding(1, "AAAA"), ["input 1", "not whole float32s"]),  # 3 bytes
+}
+"""Garblings of OpenAI-style ``data``, for answers in floats and in base64 alike."""
+
+INDEXED_FLOAT_CASES: dict[str, Case] = {
+    "a string in a vector": (_value(1, 3, "0.5"), ["input 1", "str"]),
+    "a bool in a vector": (_value(0, 0, True), ["input 0", "bool"]),
+}
+"""Garblings that only a JSON list of floats can carry (base64 holds float32s only)."""
+
+
+# -- a plain list of vectors: [[...], [...], [...]] --------------------------------------------
+
+
+def _at(row: int, column: int, value: Any) -> Garbling:
+    return _in_place(lambda vectors: vectors[row].__setitem__(column, value))
+
+
+VECTOR_CASES: dict[str, Case] = {
+    "one missing": (lambda vectors: vectors[:-1], ["2 vectors for 3 inputs"]),
+    "one too many": (lambda vectors: [*vectors, vectors[0]], ["4 vectors for 3 inputs"]),
+    "empty vectors": (lambda vectors: [[] for _ in vectors], ["no values"]),
+    "ragged": (lambda vectors: [vectors[0], vectors[1][:-1], vectors[2]], ["input 1", "values"]),
+    "NaN": (_at(2, 0, math.nan), ["input 2", "NaN or infinite"]),
+    "infinity": (_at(0, 5, -math.inf), ["input 0", "NaN or infinite"]),
+    "beyond float32": (_at(1, 5, 1e39), ["input 1", "NaN or infinite"]),
+    "a string in a vector": (_at(1, 3, "0.5"), ["input 1", "str"]),
+    "a bool in a vector": (_at(0, 0, True), ["input 0", "bool"]),
+    "a null in a vector": (_at(2, 1, None), ["input 2", "NoneType"]),
+}
+"""Garblings of a list with one vector per input, which carries no index: count and width are
+what a provider can check."""
