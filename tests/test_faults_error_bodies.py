@@ -33,10 +33,18 @@ def bodies() -> dict[str, tuple[str, str, Any]]:
     }
 
 
+def model_for(provider: str, server: LoopbackServer) -> embedify.EmbeddingModel:
+    if provider == "tei":
+        return embedify.get_model(f"tei:{server.url}", max_retries=0, cache=False)
+    name, path, _ = bodies()[provider]
+    url = f"{server.url}{path}"
+    return embedify.get_model(name, base_url=url, api_key="sk-test", max_retries=0, cache=False)
+
+
 @pytest.mark.parametrize("provider", list(bodies()))
 def test_a_hostile_error_body_becomes_a_short_printable_message(provider: str) -> None:
     pytest.importorskip(f"embedify_{provider}", reason=f"the {provider} plugin is not installed")
-    name, path, body = bodies()[provider]
+    body = bodies()[provider][2]
 
     def handler(request: Request) -> Response:
         if request.path == "/info":  # TEI's limits, read before the first request
@@ -44,12 +52,7 @@ def test_a_hostile_error_body_becomes_a_short_printable_message(provider: str) -
         return Response(400, body)
 
     with LoopbackServer(handler) as server:
-        if provider == "tei":
-            model = embedify.get_model(f"tei:{server.url}", max_retries=0, cache=False)
-        else:
-            model = embedify.get_model(
-                name, base_url=f"{server.url}{path}", api_key="sk-test", max_retries=0, cache=False
-            )
+        model = model_for(provider, server)
         with pytest.raises(EmbedifyError) as caught:
             model.embed(["one text"])
     error = caught.value
@@ -80,7 +83,6 @@ def test_a_200_that_is_not_an_answer_is_a_bad_response(provider: str, body: str)
     """A captive portal, a proxy or a wrong base_url answers 200 with something else: that is
     a BadResponseError (never an invalid request, nor a bare TypeError from an SDK)."""
     pytest.importorskip(f"embedify_{provider}", reason=f"the {provider} plugin is not installed")
-    name, path, _ = bodies()[provider]
     content, content_type = NOT_AN_ANSWER[body]
 
     def handler(request: Request) -> Response:
@@ -89,12 +91,7 @@ def test_a_200_that_is_not_an_answer_is_a_bad_response(provider: str, body: str)
         return Response(200, content, headers={"content-type": content_type})
 
     with LoopbackServer(handler) as server:
-        if provider == "tei":
-            model = embedify.get_model(f"tei:{server.url}", max_retries=0, cache=False)
-        else:
-            model = embedify.get_model(
-                name, base_url=f"{server.url}{path}", api_key="sk-test", max_retries=0, cache=False
-            )
+        model = model_for(provider, server)
         with pytest.raises(EmbeddingJobError) as caught:
             model.embed(["one text"])
     assert all(isinstance(error, BadResponseError) for error in caught.value.failures.values())

@@ -5,13 +5,12 @@ booleans, duplicated, missing or out of range; vectors that are empty, ragged, n
 numbers; one vector too few or too many. Each case here is a garbling and the words the refusal
 must contain. Wrap your provider's fake with :func:`garbled` and assert with :func:`refused`::
 
-    from embedify.testing.hostile import INDEXED_CASES, garbled, refused
+    from embedify.testing.hostile import INDEXED_CASES, garbled, inside, refused
 
     @pytest.mark.parametrize("case", INDEXED_CASES)
     def test_a_hostile_answer_is_refused(case, tmp_path):
         garble, words = INDEXED_CASES[case]
-        rewrite = lambda body: {**body, "data": garble(body["data"])}
-        with LoopbackServer(garbled(FakeMine(), rewrite)) as server:
+        with LoopbackServer(garbled(FakeMine(), inside("data", garble))) as server:
             model = get_model("mine:small", base_url=server.url, cache=tmp_path / "c.sqlite3")
             with pytest.raises(EmbeddingJobError) as caught:
                 model.embed(TEXTS)
@@ -64,6 +63,11 @@ def garbled(
         return Response(200, rewrite(body))
 
     return handler
+
+
+def inside(key: str, garble: Garbling) -> Callable[[Any], Any]:
+    """A body rewrite that garbles the list at ``body[key]`` (OpenAI's ``"data"``)."""
+    return lambda body: {**body, key: garble(body[key])}
 
 
 def refused(

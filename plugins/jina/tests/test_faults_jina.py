@@ -20,18 +20,14 @@ from embedify.testing.hostile import (
     INDEXED_CASES,
     INDEXED_FLOAT_CASES,
     TEXTS,
-    Garbling,
     garbled,
+    inside,
     refused,
 )
 
 pytestmark = pytest.mark.faults
 
 MODEL = "jina-embeddings-v3"
-
-
-def in_data(garble: Garbling) -> Any:
-    return lambda body: {**body, "data": garble(body["data"])}
 
 
 def model(server: LoopbackServer, wire: str, **options: Any) -> Any:
@@ -54,7 +50,7 @@ def test_a_hostile_answer_is_refused_and_not_cached(case: str, wire: str, tmp_pa
     garble, words = {**INDEXED_CASES, **INDEXED_FLOAT_CASES}[case]
     cache = tmp_path / "cache.sqlite3"
     with (
-        LoopbackServer(garbled(FakeJina(), in_data(garble))) as server,
+        LoopbackServer(garbled(FakeJina(), inside("data", garble))) as server,
         pytest.raises(EmbeddingJobError) as caught,
     ):
         model(server, wire, cache=cache).embed(TEXTS)
@@ -67,6 +63,8 @@ def test_rows_follow_their_index_in_any_order(wire: str) -> None:
     with LoopbackServer(FakeJina()) as server:
         expected = model(server, wire).embed(texts)
     shuffle = random.Random(7).shuffle
-    with LoopbackServer(garbled(FakeJina(), in_data(lambda data: shuffle(data) or data))) as server:
+    with LoopbackServer(
+        garbled(FakeJina(), inside("data", lambda data: shuffle(data) or data))
+    ) as server:
         vectors = model(server, wire).embed(texts)
     assert np.allclose(vectors, expected, atol=1e-6) and not np.allclose(vectors[0], vectors[1])

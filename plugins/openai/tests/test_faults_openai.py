@@ -20,18 +20,14 @@ from embedify.testing.hostile import (
     INDEXED_CASES,
     INDEXED_FLOAT_CASES,
     TEXTS,
-    Garbling,
     garbled,
+    inside,
     refused,
 )
 
 pytestmark = pytest.mark.faults
 
 MODEL = "text-embedding-3-small"
-
-
-def in_data(garble: Garbling) -> Any:
-    return lambda body: {**body, "data": garble(body["data"])}
 
 
 def model(server: LoopbackServer, **options: Any) -> Any:
@@ -50,7 +46,7 @@ def test_a_hostile_answer_is_refused_and_not_cached(case: str, wire: str, tmp_pa
     cache = tmp_path / "cache.sqlite3"
     fake = FakeOpenAI(ignore_base64=wire == "floats")
     with (
-        LoopbackServer(garbled(fake, in_data(garble))) as server,
+        LoopbackServer(garbled(fake, inside("data", garble))) as server,
         pytest.raises(EmbeddingJobError) as caught,
     ):
         model(server, cache=cache).embed(TEXTS)
@@ -62,6 +58,8 @@ def test_rows_follow_their_index_in_any_order(wire: str) -> None:
     texts = [f"text number {i}" for i in range(12)]
     fake = FakeOpenAI(ignore_base64=wire == "floats")
     shuffle = random.Random(7).shuffle
-    with LoopbackServer(garbled(fake, in_data(lambda data: shuffle(data) or data))) as server:
+    with LoopbackServer(
+        garbled(fake, inside("data", lambda data: shuffle(data) or data))
+    ) as server:
         vectors = model(server).embed(texts)
     assert np.allclose(vectors, [vector_for(MODEL, text) for text in texts], atol=1e-6)
