@@ -378,3 +378,12 @@ def test_a_lazy_read_on_a_small_cluster_finishes(tmp_path: Path, cpus: int) -> N
     result: Mapping[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
     for name in ("parquet", "json"):
         assert result[name] == [list(range(300)), 8], name
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_an_input_with_no_rows_says_so_before_writing(tmp_path: Path, content: str) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(content)
+    with pytest.raises(ConfigurationError, match=r"in\.jsonl holds no JSON object on any line"):
+        embed_file(source, tmp_path / "out", "fake:8")
+    assert not (tmp_path / "out").exists()

@@ -133,6 +133,8 @@ def _scan_jsonl(path: Path, column: str, stamp: tuple[int, int]) -> InputScan:
                 raise ConfigurationError(first_problem)
         merged.add(line, row)
         rows += 1
+    if rows == 0:
+        raise ConfigurationError(f"{path} holds no JSON object on any line: nothing to embed.")
     schema = merged.schema()
     if column not in schema.names:
         raise _missing_column(column, schema)
