@@ -76,6 +76,11 @@ FIRST_PARTY_DISTRIBUTIONS: dict[str, Shipped] = {
         "embedify_huggingface", providers=("local", "hf", "huggingface"), commands=("export",)
     ),
     "embedify-instructor": Shipped("embedify_instructor", providers=("instructor",)),
+    "embedify-bedrock": Shipped("embedify_bedrock", providers=("bedrock",)),
+    "embedify-gemini": Shipped("embedify_gemini", providers=("gemini",)),
+    "embedify-mistral": Shipped("embedify_mistral", providers=("mistral",)),
+    "embedify-ollama": Shipped("embedify_ollama", providers=("ollama",)),
+    "embedify-voyage": Shipped("embedify_voyage", providers=("voyage",)),
     "embedify-llamaindex": Shipped("embedify_llamaindex", providers=("llamaindex",)),
     "embedify-langchain": Shipped("embedify_langchain", providers=("langchain",)),
     "embedify-pack-minilm": Shipped(
