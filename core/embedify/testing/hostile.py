@@ -3,18 +3,22 @@
 A broken or malicious server garbles a good answer in a few known ways: indices that are
 booleans, duplicated, missing or out of range; vectors that are empty, ragged, not finite or not
 numbers; one vector too few or too many. Each case here is a garbling and the words the refusal
-must contain. Wrap your provider's fake with :func:`garbled` and assert with :func:`refused`::
+must contain. Subclass :class:`HostileIndexedAnswers` (OpenAI-style indexed ``data``) or
+:class:`HostileVectorAnswers` (a plain list of vectors) in your ``test_faults_<name>.py``, as
+you subclass the conformance suite, and say how to serve and how to build your model::
 
-    from embedify.testing.hostile import INDEXED_CASES, garbled, inside, refused
+    from embedify.testing.hostile import HostileIndexedAnswers, garbled, inside
 
-    @pytest.mark.parametrize("case", INDEXED_CASES)
-    def test_a_hostile_answer_is_refused(case, tmp_path):
-        garble, words = INDEXED_CASES[case]
-        with LoopbackServer(garbled(FakeMine(), inside("data", garble))) as server:
-            model = get_model("mine:small", base_url=server.url, cache=tmp_path / "c.sqlite3")
-            with pytest.raises(EmbeddingJobError) as caught:
-                model.embed(TEXTS)
-        refused(caught.value, ["mine:small", *words], cache=tmp_path / "c.sqlite3")
+    class TestHostileAnswers(HostileIndexedAnswers):
+        source = "mine:small"  # what each refusal must name
+
+        def answers(self, garble, wire):  # wire: "floats" or "base64"
+            return garbled(FakeMine(), inside("data", garble))
+
+        def model(self, url, wire, **options):
+            return get_model("mine:small", base_url=url, api_key="k", **options)
+
+Other shapes use :func:`garbled` and :func:`refused` directly.
 
 :data:`INDEXED_CASES` garble OpenAI-style ``data`` (``[{"index": i, "embedding": ...}]``,
 floats or base64); :data:`VECTOR_CASES` garble a plain list of vectors (TEI, Cohere). Every
@@ -27,15 +31,18 @@ from __future__ import annotations
 import base64
 import json
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 
 from embedify.cache import EmbeddingCache
 from embedify.errors import BadResponseError, EmbeddingJobError
-from embedify.testing.loopback import Request, Response
+from embedify.model import EmbeddingModel
+from embedify.testing.loopback import LoopbackServer, Request, Response
 
 TEXTS = ["first text", "second text", "third text"]
 Garbling = Callable[[list[Any]], list[Any]]
@@ -189,3 +196,66 @@ VECTOR_CASES: dict[str, Case] = {
 }
 """Garblings of a list with one vector per input, which carries no index: count and width are
 what a provider can check."""
+
+
+# -- the suites ---------------------------------------------------------------------------------
+
+Handler = Callable[[Request], Response]
+
+
+class HostileVectorAnswers:
+    """Every garbling of :attr:`cases` is refused naming :attr:`source` and the item, with
+    nothing cached and no :attr:`secret` shown, on every wire format in :attr:`wires`."""
+
+    cases: ClassVar[dict[str, Case]] = VECTOR_CASES
+    float_only_cases: ClassVar[dict[str, Case]] = {}  # what base64 cannot carry
+    wires: ClassVar[tuple[str, ...]] = ("floats",)
+    source: ClassVar[str]
+    secret: ClassVar[str | None] = None
+
+    def answers(self, garble: Garbling, wire: str) -> Handler:
+        """Your fake's handler with ``garble`` applied to the vectors of each answer."""
+        raise NotImplementedError
+
+    def model(self, url: str, wire: str, **options: Any) -> EmbeddingModel:
+        """Your model on the server at ``url``, asking for ``wire``, with ``options``."""
+        raise NotImplementedError
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if {"case", "wire"} <= set(metafunc.fixturenames):
+            pairs = [(case, wire) for case in self.cases for wire in self.wires]
+            pairs += [(case, "floats") for case in self.float_only_cases if "floats" in self.wires]
+            metafunc.parametrize(("case", "wire"), pairs)
+        elif "wire" in metafunc.fixturenames:
+            metafunc.parametrize("wire", self.wires)
+
+    def test_a_hostile_answer_is_refused_and_not_cached(
+        self, case: str, wire: str, tmp_path: Path
+    ) -> None:
+        garble, words = {**self.cases, **self.float_only_cases}[case]
+        cache = tmp_path / "cache.sqlite3"
+        with (
+            LoopbackServer(self.answers(garble, wire)) as server,
+            pytest.raises(EmbeddingJobError) as caught,
+        ):
+            self.model(server.url, wire, cache=cache, max_concurrency=1).embed(TEXTS)
+        refused(caught.value, [self.source, *words], cache=cache, secret=self.secret)
+
+
+class HostileIndexedAnswers(HostileVectorAnswers):
+    """:class:`HostileVectorAnswers` for OpenAI-style indexed ``data``, in floats and base64;
+    and the rows of a valid answer in any order come back in input order."""
+
+    cases = INDEXED_CASES
+    float_only_cases = INDEXED_FLOAT_CASES
+    wires = ("floats", "base64")
+
+    def test_rows_follow_their_index_in_any_order(self, wire: str) -> None:
+        texts = [f"text number {i}" for i in range(12)]
+        with LoopbackServer(self.answers(lambda data: data, wire)) as server:
+            expected = self.model(server.url, wire, cache=False).embed(texts)
+        shuffled = self.answers(lambda data: random.Random(7).sample(data, len(data)), wire)
+        with LoopbackServer(shuffled) as server:
+            vectors = self.model(server.url, wire, cache=False).embed(texts)
+        assert np.allclose(vectors, expected, atol=1e-6)
+        assert not np.allclose(vectors[0], vectors[1])  # the fake's vectors differ by text

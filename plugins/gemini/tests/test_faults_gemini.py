@@ -14,7 +14,7 @@ from embedify_gemini.testing import API_KEY, FakeGemini
 import embedify
 from embedify.errors import EmbeddingJobError
 from embedify.testing import LoopbackServer
-from embedify.testing.hostile import TEXTS, VECTOR_CASES, Garbling, garbled, refused
+from embedify.testing.hostile import TEXTS, Garbling, HostileVectorAnswers, garbled, refused
 
 pytestmark = pytest.mark.faults
 
@@ -31,8 +31,18 @@ def in_values(garble: Garbling) -> Any:
     return rewrite
 
 
-CASES: dict[str, tuple[Any, list[str]]] = {
-    **{name: (in_values(garble), words) for name, (garble, words) in VECTOR_CASES.items()},
+class TestHostileAnswers(HostileVectorAnswers):
+    source = f"gemini:{MODEL}"
+    secret = API_KEY
+
+    def answers(self, garble: Garbling, wire: str) -> Any:
+        return garbled(FakeGemini(), in_values(garble))
+
+    def model(self, url: str, wire: str, **options: Any) -> embedify.EmbeddingModel:
+        return embedify.get_model(f"gemini:{MODEL}", base_url=url, api_key=API_KEY, **options)
+
+
+SHAPES: dict[str, tuple[Any, list[str]]] = {
     "no embeddings list": (lambda body: {"embeddings": {"values": []}}, ["no embeddings list"]),
     "an item without values": (
         lambda body: {"embeddings": [*body["embeddings"][:2], {"value": [0.5]}]},
@@ -45,9 +55,9 @@ CASES: dict[str, tuple[Any, list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_a_hostile_answer_is_refused_and_not_cached(case: str, tmp_path: Path) -> None:
-    rewrite, words = CASES[case]
+@pytest.mark.parametrize("case", list(SHAPES))
+def test_an_answer_of_another_shape_is_refused_and_not_cached(case: str, tmp_path: Path) -> None:
+    rewrite, words = SHAPES[case]
     cache = tmp_path / "cache.sqlite3"
     with LoopbackServer(garbled(FakeGemini(), rewrite)) as server:
         model = embedify.get_model(

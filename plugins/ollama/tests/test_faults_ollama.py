@@ -6,6 +6,7 @@ refused naming the model and the item, with nothing of it cached."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from embedify_ollama.testing import FakeOllama
@@ -13,24 +14,21 @@ from embedify_ollama.testing import FakeOllama
 import embedify
 from embedify.errors import EmbeddingJobError
 from embedify.testing import LoopbackServer
-from embedify.testing.hostile import TEXTS, VECTOR_CASES, garbled, inside, refused
+from embedify.testing.hostile import TEXTS, Garbling, HostileVectorAnswers, garbled, inside
 
 pytestmark = pytest.mark.faults
 
 MODEL = "nomic-embed-text"
 
 
-@pytest.mark.parametrize("case", list(VECTOR_CASES))
-def test_a_hostile_answer_is_refused_and_not_cached(case: str, tmp_path: Path) -> None:
-    garble, words = VECTOR_CASES[case]
-    cache = tmp_path / "cache.sqlite3"
-    with LoopbackServer(garbled(FakeOllama(), inside("embeddings", garble))) as server:
-        model = embedify.get_model(
-            f"ollama:{MODEL}", base_url=server.url, max_concurrency=1, cache=cache
-        )
-        with pytest.raises(EmbeddingJobError) as caught:
-            model.embed(TEXTS)
-    refused(caught.value, [f"ollama:{MODEL}", *words], cache=cache)
+class TestHostileAnswers(HostileVectorAnswers):
+    source = f"ollama:{MODEL}"
+
+    def answers(self, garble: Garbling, wire: str) -> Any:
+        return garbled(FakeOllama(), inside("embeddings", garble))
+
+    def model(self, url: str, wire: str, **options: Any) -> embedify.EmbeddingModel:
+        return embedify.get_model(f"ollama:{MODEL}", base_url=url, **options)
 
 
 def test_an_answer_without_embeddings_is_refused(tmp_path: Path) -> None:
