@@ -138,7 +138,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert "text B is empty" in fails("similarity", "-m", "fake", "a", "", status=2)
     assert "'0'" in fails("embed", "-m", "fake:0", "x", status=2)
     assert "'' is not a model name" in fails("embed", "-m", "", "x", status=2)
-    assert "Unknown provider 'voyage'" in fails("embed", "-m", "voyage:voyage-3", "x", status=2)
+    assert "Unknown provider 'zebra'" in fails("embed", "-m", "zebra:stripes-3", "x", status=2)
     assert "dimensions" in fails("embed", "-m", "fake", "-o", "dimensions=-1", "x", status=2)
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café\n".encode("latin-1"))
@@ -168,7 +168,7 @@ def test_a_broken_config_file_is_one_line_and_help_still_works(isolated_home: Pa
 def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     from embedify.errors import UnknownModelError
 
-    debug = CliRunner().invoke(cli, ["--debug", "embed", "-m", "voyage:voyage-3", "x"])
+    debug = CliRunner().invoke(cli, ["--debug", "embed", "-m", "zebra:stripes-3", "x"])
     assert isinstance(debug.exception, UnknownModelError)
     monkeypatch.setenv("EMBEDIFY_DEBUG", "1")
     from_env = CliRunner().invoke(cli, ["embed", "-m", "fake:0", "x"])
