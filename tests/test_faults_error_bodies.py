@@ -30,6 +30,18 @@ def bodies() -> dict[str, tuple[str, str, Any]]:
         "cohere": ("cohere:embed-english-v3.0", "", {"message": MESSAGE}),
         "jina": ("jina:jina-embeddings-v3", "/v1", {"detail": MESSAGE}),
         "tei": ("tei", "", {"error": MESSAGE, "error_type": CODE}),
+        "voyage": ("voyage:voyage-3.5", "/v1", {"detail": MESSAGE}),
+        "mistral": (
+            "mistral:mistral-embed",
+            "/v1",
+            {"object": "error", "message": MESSAGE, "type": "invalid_request_error", "code": CODE},
+        ),
+        "gemini": (
+            "gemini:gemini-embedding-001",
+            "/v1beta",
+            {"error": {"code": 400, "message": MESSAGE, "status": CODE}},
+        ),
+        "ollama": ("ollama:nomic-embed-text", "", {"error": MESSAGE}),
     }
 
 

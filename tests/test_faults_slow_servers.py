@@ -68,6 +68,10 @@ PROVIDERS = {
     "jina": ("jina:jina-embeddings-v3", "/v1"),
     "cohere": ("cohere:embed-english-v3.0", ""),
     "tei": ("tei", ""),
+    "voyage": ("voyage:voyage-3.5", "/v1"),
+    "mistral": ("mistral:mistral-embed", "/v1"),
+    "gemini": ("gemini:gemini-embedding-001", "/v1beta"),
+    "ollama": ("ollama:nomic-embed-text", ""),
 }
 
 
