@@ -6,10 +6,18 @@ using it with a model that would produce different vectors is an error, raised b
 is written, rather than silently wrong search results. There is no override: to change models,
 delete the file and rebuild. Several processes may share one file; a query sees every write
 committed before it (a cheap version check, the vectors are read again only when they changed).
+
+``precision="binary"`` (or ``"int8"``) keeps only quantized codes in memory (1/32 or 1/4 of
+float32) and searches those; the float vectors stay on disk, and the best
+``k * rescore_multiplier`` candidates are scored again with them, the way sentence-transformers
+and Qdrant rescore (by default 4 candidates a result for int8, 10 for binary). The precision is
+fixed when the collection is created, and so are the int8 ranges (measured from the float
+vectors of ``calibration=`` texts, or of the built-in set; see :mod:`embedify.quantize`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
@@ -25,7 +33,13 @@ import numpy as np
 from embedify.cache import connect, storage_errors
 from embedify.errors import ConfigurationError, StorageError
 from embedify.model import EmbeddingModel
+from embedify.quantize import Precision, builtin_calibration, calibrated_ranges, quantize
 from embedify.similarity import Metric, top_k
+
+COLLECTION_PRECISIONS: tuple[Precision, ...] = ("float32", "int8", "binary")
+# Candidates rescored per result by default: the least that kept recall@10 >= 0.95 against
+# float32 in bench/precision_bench.py (binary x4 gave 0.93, x10 0.98; int8 x4 1.00).
+RESCORE_MULTIPLIERS: dict[Precision, int] = {"float32": 1, "int8": 4, "binary": 10}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +50,7 @@ CREATE TABLE IF NOT EXISTS items (
     content_hash TEXT NOT NULL,
     vector BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS codes (id TEXT PRIMARY KEY, code BLOB NOT NULL);
 """
 _TABLES = {"meta": ["key", "value"], "items": ["id", "text", "metadata", "content_hash", "vector"]}
 
@@ -171,12 +186,46 @@ def _as_items(
 
 
 class Collection:
-    """Vectors of one model, by item id, in a SQLite file."""
+    """Vectors of one model, by item id, in a SQLite file; ``precision`` and
+    ``rescore_multiplier`` as in the module docs."""
 
-    def __init__(self, path: str | Path, model: EmbeddingModel) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        model: EmbeddingModel,
+        *,
+        precision: Precision = "float32",
+        rescore_multiplier: int | None = None,
+        calibration: Sequence[str] | None = None,
+    ) -> None:
+        if precision not in COLLECTION_PRECISIONS:
+            raise ConfigurationError(
+                f"Collection(precision={precision!r}): use one of "
+                f"{', '.join(map(repr, COLLECTION_PRECISIONS))} (uint8 and ubinary hold the "
+                "same information as int8 and binary)."
+            )
+        if model.options.precision != "float32":
+            raise ConfigurationError(
+                f"{model!r} returns {model.options.precision} vectors; a collection keeps float "
+                f"vectors to rescore with. Give it the float32 model and "
+                f"Collection(..., precision={model.options.precision!r}) instead."
+            )
+        if calibration is not None and precision != "int8":
+            raise ConfigurationError(
+                f"calibration= sets the ranges of an int8 collection; this one is {precision}: "
+                "drop calibration=."
+            )
+        if rescore_multiplier is not None and rescore_multiplier < 1:
+            raise ConfigurationError(
+                f"rescore_multiplier={rescore_multiplier}: give 1 or more (1: no rescoring)."
+            )
         self.path = Path(path)
         self.model = model
+        self.precision: Precision = precision
+        self.rescore_multiplier = rescore_multiplier or RESCORE_MULTIPLIERS[precision]
+        self.calibration = list(calibration) if calibration is not None else None
         self.fingerprint = model.info.fingerprint()
+        self._ranges: np.ndarray[Any, Any] | None = None
         self._lock = threading.Lock()
         self._connection = _open(self.path)
         self._matrix: tuple[list[str], np.ndarray[Any, Any]] | None = None
@@ -200,6 +249,22 @@ class Collection:
                 self._connection.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,)
                 )
+                # A file from before precisions existed holds float32 vectors only.
+                new = stored is None
+                self._connection.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('precision', ?)",
+                    (precision if new else "float32",),
+                )
+                meta = dict(self._connection.execute("SELECT key, value FROM meta").fetchall())
+            if meta["precision"] != precision:
+                raise ConfigurationError(
+                    f"{self.path} was built with precision={meta['precision']!r}; open it with "
+                    f"Collection(..., precision={meta['precision']!r}), or delete it to rebuild "
+                    f"it with precision={precision!r}."
+                )
+            if "ranges" in meta:
+                blob = base64.b64decode(meta["ranges"])
+                self._ranges = np.frombuffer(blob, dtype="<f4").reshape(2, -1)
         except BaseException:
             self._connection.close()
             raise
@@ -247,12 +312,20 @@ class Collection:
             if changed
             else None
         )
+        if result is not None and self.precision == "int8" and self._ranges is None:
+            self._calibrate()
         with storage_errors(self.path, "collection"), self._lock, self._connection:
             # One write transaction from the width check to the last row: another process
             # cannot slip vectors of another width in between.
             self._connection.execute("BEGIN IMMEDIATE")
             if result is not None:
                 self._claim_width(int(result.vectors.shape[1]))
+                if self.precision != "float32":
+                    codes = quantize(result.vectors, self.precision, self._ranges)
+                    self._connection.executemany(
+                        "INSERT OR REPLACE INTO codes VALUES (?, ?)",
+                        [(item.id, code.tobytes()) for (item, _), code in zip(changed, codes)],
+                    )
                 self._connection.executemany(
                     "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
                     [
@@ -279,9 +352,31 @@ class Collection:
         )
 
     def delete(self, ids: Iterable[str]) -> None:
+        rows = [(i,) for i in ids]
         with storage_errors(self.path, "collection"), self._lock, self._connection:
-            self._connection.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+            self._connection.executemany("DELETE FROM items WHERE id = ?", rows)
+            self._connection.executemany("DELETE FROM codes WHERE id = ?", rows)
             self._matrix = None
+
+    def _calibrate(self) -> None:
+        """Fix the int8 ranges from the model's calibration texts, once, in the file: codes
+        written later must mean what earlier ones meant."""
+        texts = self.calibration or builtin_calibration()
+        ranges = calibrated_ranges(self.model.embed(texts, "document"))
+        encoded = base64.b64encode(np.ascontiguousarray(ranges, dtype="<f4").tobytes())
+        with storage_errors(self.path, "collection"), self._lock, self._connection:
+            self._connection.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('ranges', ?)", (encoded.decode(),)
+            )
+            (stored,) = self._connection.execute(
+                "SELECT value FROM meta WHERE key = 'ranges'"
+            ).fetchone()
+        self._ranges = np.frombuffer(base64.b64decode(stored), dtype="<f4").reshape(2, -1)
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes of vectors or codes held in memory for search (after the first query)."""
+        return 0 if self._matrix is None else int(self._matrix[1].nbytes)
 
     def _claim_width(self, width: int) -> None:
         """Record the collection's vector width on its first write; refuse vectors of another
@@ -308,13 +403,18 @@ class Collection:
             ids, matrix = self._load()
             if not ids:
                 return []
-            if len(vector) != matrix.shape[1]:
+            built_with = _stored_model(self._connection)
+            stored = built_with[1] if built_with else None
+            if stored is not None and len(vector) != stored:
                 raise ModelMismatchError(
-                    f"{self.path} holds vectors of width {matrix.shape[1]}, but {self.model!r} "
+                    f"{self.path} holds vectors of width {stored}, but {self.model!r} "
                     f"now returns width {len(vector)}; use the model that built it."
                 )
-            indices, scores = top_k(vector, matrix, k, metric)
-            chosen = [ids[index] for index in indices.tolist()]
+            if self.precision == "float32":
+                indices, scores = top_k(vector, matrix, k, metric)
+                chosen = [ids[index] for index in indices.tolist()]
+            else:
+                chosen, scores = self._rescored(vector, ids, matrix, k, metric)
             marks = ",".join("?" * len(chosen))
             rows = {
                 item_id: (text_, metadata)
@@ -326,6 +426,31 @@ class Collection:
             Hit(item_id, rows[item_id][0], json.loads(rows[item_id][1]), float(score))
             for item_id, score in zip(chosen, scores.tolist())
         ]
+
+    def _rescored(
+        self,
+        vector: np.ndarray[Any, Any],
+        ids: list[str],
+        codes: np.ndarray[Any, Any],
+        k: int,
+        metric: Metric,
+    ) -> tuple[list[str], np.ndarray[Any, Any]]:
+        """The best ``k`` of the codes' best ``k * rescore_multiplier``, scored with the float
+        vectors on disk (inside the caller's read transaction)."""
+        query_code = quantize(vector[None, :], self.precision, self._ranges)[0]
+        found, _ = top_k(
+            query_code, codes, k * self.rescore_multiplier, metric, precision=self.precision
+        )
+        candidates = [ids[index] for index in found.tolist()]
+        marks = ",".join("?" * len(candidates))
+        floats = dict(
+            self._connection.execute(
+                f"SELECT id, vector FROM items WHERE id IN ({marks})", candidates
+            ).fetchall()
+        )
+        matrix = np.stack([np.frombuffer(floats[i], dtype="<f4") for i in candidates])
+        best, scores = top_k(vector, matrix, k, metric)
+        return [candidates[index] for index in best.tolist()], scores
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -344,7 +469,12 @@ class Collection:
         writes drop the matrix."""
         (version,) = self._connection.execute("PRAGMA data_version").fetchone()
         if self._matrix is None or version != self._version:
-            rows = self._connection.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
+            table, column = (
+                ("items", "vector") if self.precision == "float32" else ("codes", "code")
+            )
+            rows = self._connection.execute(
+                f"SELECT id, {column} FROM {table} ORDER BY id"
+            ).fetchall()
             if len({len(row[1]) for row in rows}) > 1:
                 raise StorageError(
                     f"{self.path} holds vectors of several widths (written by an older "
@@ -353,8 +483,9 @@ class Collection:
                 )
             ids = [row[0] for row in rows]
             blob = b"".join(row[1] for row in rows)
+            dtype = {"float32": "<f4", "int8": "i1", "binary": "i1"}[self.precision]
             matrix = (
-                np.frombuffer(blob, dtype="<f4").reshape(len(rows), -1)
+                np.frombuffer(blob, dtype=dtype).reshape(len(rows), -1)
                 if rows
                 else np.zeros((0, 0), np.float32)
             )

@@ -189,8 +189,8 @@ class EmbeddingJobError(EmbedifyError):
     """Some items could not be embedded even after retries.
 
     Nothing that succeeded is lost: ``partial`` holds every finished vector (rows of failed
-    items are NaN), it was written to the cache when one is enabled, and ``failures`` maps each
-    failed input index to its error.
+    items are NaN, or all-zero codes for a quantized ``precision``), it was written to the
+    cache when one is enabled, and ``failures`` maps each failed input index to its error.
     """
 
     def __init__(

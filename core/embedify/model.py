@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from embedify.errors import ConfigurationError, InvalidInputError
+from embedify.quantize import CALIBRATED, Precision, calibration_identity
 from embedify.report import Vectors as Vectors
 
 if TYPE_CHECKING:
@@ -62,6 +63,16 @@ class ModelOptions(BaseModel):
         None, description="True for the user cache, a path for a cache file, None for no cache."
     )
     show_progress: bool = Field(False, description="Show a progress bar for long jobs.")
+    precision: Precision = Field(
+        "float32",
+        description="float32, int8/uint8 (a byte a dimension) or binary/ubinary (a bit, packed): "
+        "the provider's own where it offers it, else quantized here (embedify.quantize).",
+    )
+    calibration: list[str] | None = Field(
+        None,
+        description="Texts like yours, for the int8/uint8 ranges of a model quantized here; "
+        "None: the built-in set.",
+    )
 
 
 class RemoteOptions(ModelOptions):
@@ -119,6 +130,12 @@ class ModelInfo(BaseModel):
     max_concurrency: int
     endpoint: str | None = None
     learned_dimension: bool = False
+    compute: str | None = None
+    precision: Precision = "float32"
+    # Who turns floats into ``precision`` codes (None for float32), and for int8/uint8 made
+    # here, which calibration set gave the ranges.
+    quantized_by: Literal["provider", "embedify"] | None = None
+    calibration: str | None = None
 
     def fingerprint(self) -> str:
         """Stable identity of the vectors this model produces (keys the cache and collections).
@@ -141,6 +158,12 @@ class ModelInfo(BaseModel):
         }
         if self.endpoint is not None:
             identity["endpoint"] = self.endpoint
+        if self.compute is not None:
+            identity["compute"] = self.compute
+        if self.precision != "float32":
+            identity["precision"] = self.precision
+            if self.calibration is not None:
+                identity["calibration"] = self.calibration
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         return f"{self.provider}:{self.model_id}@{digest[:16]}"
 
@@ -198,11 +221,14 @@ class EmbeddingModel:
     normalized: bool = False  # outputs are unit-length without our help
     limits: Limits = Limits()
     role_mapping: Mapping[str, str] = {"document": "plain text", "query": "plain text"}
-    output_dtypes: tuple[str, ...] = ("float32",)
+    output_dtypes: tuple[str, ...] = ("float32",)  # precisions the provider returns itself
     default_max_concurrency: int = 8
     truncates_natively: bool = False  # the provider cuts over-long inputs itself
     exact_token_count: bool = False  # count_tokens uses the model's own tokenizer
     revision: str | None = None
+    # The arithmetic behind the vectors when it is not exact float32 ("bfloat16", "int8"):
+    # part of the fingerprint, so vectors of two computations never share a cache or collection.
+    compute: str | None = None
 
     _init_depth = 0  # constructors running on this instance (the options are checked after)
     _declared_dimension: int | None = None
@@ -240,6 +266,17 @@ class EmbeddingModel:
         if problem:
             raise ConfigurationError(problem)
         _check_cache_option(self.options.cache)
+        if self.options.calibration is not None and self.info.calibration is None:
+            raise ConfigurationError(
+                f"calibration= sets the ranges of int8/uint8 vectors quantized here; {self!r} "
+                f"has precision={self.options.precision!r}"
+                + (" from the provider" if self.quantized_by == "provider" else "")
+                + ", which needs none: drop calibration=."
+            )
+        if self.options.calibration is not None and len(self.options.calibration) < 2:
+            raise ConfigurationError(
+                "calibration= needs at least 2 texts (a few hundred like your data are best)."
+            )
 
     def dimensions_problem(self) -> str | None:
         """Why the ``dimensions`` option cannot be served (``None``: it can, or is unset)."""
@@ -333,7 +370,21 @@ class EmbeddingModel:
             learned_dimension=self._declared_dimension is None
             and self.dimension is not None
             and self.options.dimensions is None,
+            compute=self.compute,
+            precision=self.options.precision,
+            quantized_by=self.quantized_by,
+            calibration=calibration_identity(self.options.calibration)
+            if self.quantized_by == "embedify" and self.options.precision in CALIBRATED
+            else None,
         )
+
+    @property
+    def quantized_by(self) -> Literal["provider", "embedify"] | None:
+        """Who makes the ``precision`` codes: the provider when it offers that output
+        (``output_dtypes``), else the engine, from the float vectors."""
+        if self.options.precision == "float32":
+            return None
+        return "provider" if self.options.precision in self.output_dtypes else "embedify"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.provider}:{public_url(self.model_id)}>"

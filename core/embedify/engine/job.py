@@ -23,6 +23,16 @@ from embedify.engine.pacing import ADAPTIVE_MAX_IN_FLIGHT, Pacer
 from embedify.engine.sizing import RequestSizer
 from embedify.engine.vectors import finished, output_dimensions
 from embedify.errors import ConfigurationError, EmbeddingJobError, StorageError, StorageWarning
+from embedify.quantize import (
+    CALIBRATED,
+    DTYPES,
+    PACKED,
+    builtin_calibration,
+    calibrated_ranges,
+    provider_codes,
+    quantize,
+    width,
+)
 from embedify.report import EmbeddingResult, ItemReport, Report
 
 if TYPE_CHECKING:
@@ -39,6 +49,7 @@ class ModelState:
 
     pacer: Pacer
     sizer: RequestSizer
+    ranges: Vectors | None = None  # int8/uint8 ranges from the calibration set, once measured
 
 
 _states: dict[int, ModelState] = {}
@@ -79,8 +90,11 @@ async def _state_for(model: EmbeddingModel) -> ModelState:
     return state
 
 
-async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> EmbeddingResult:
-    """Run one embedding job for ``model``; see the module docstring."""
+async def embed_job(
+    model: EmbeddingModel, texts: Sequence[str], role: Role, *, floats: bool = False
+) -> EmbeddingResult:
+    """Run one embedding job for ``model``; see the module docstring. ``floats``: the float
+    vectors a model quantized here starts from (its calibration set is embedded so)."""
     texts = planning.validated_texts(texts)
     if role not in model.role_mapping:
         raise ConfigurationError(
@@ -89,6 +103,11 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
     state = await _state_for(model)
     provider_dimension, output_dimension = output_dimensions(model)
     options = model.options
+    precision = options.precision
+    # A provider's own int8/binary codes travel as float32 (exactly) until the job's end.
+    provider_codes_wanted = model.quantized_by == "provider"
+    if provider_codes_wanted and output_dimension is not None:
+        provider_dimension = output_dimension = width(output_dimension, precision)
     report = Report(items=[ItemReport() for _ in texts], exact_tokens=model.exact_token_count)
 
     unique, repeats = planning.deduplicate(texts)
@@ -119,9 +138,13 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
         provider_dimension = rows.array.shape[1]  # a width read from the cache: answers agree
 
     def store(batch: list[int], raw: Vectors) -> None:
-        vectors = finished(raw, model, output_dimension)
+        if provider_codes_wanted:
+            vectors = provider_codes(raw, precision, repr(model)).astype(np.float32)
+        else:
+            vectors = finished(raw, model, output_dimension)
         if model.dimension is None:
-            model.dimension = int(raw.shape[1])
+            packed = provider_codes_wanted and precision in PACKED
+            model.dimension = int(raw.shape[1]) * (8 if packed else 1)
         rows.put(batch, vectors)
         if cache is not None:
             cache.put(batch, vectors)
@@ -169,9 +192,24 @@ async def embed_job(model: EmbeddingModel, texts: Sequence[str], role: Role) -> 
         report.items[index].failed = report.items[first].failed
         if first in failures:
             failures[index] = failures[first]
+    if provider_codes_wanted:
+        vectors = np.nan_to_num(vectors, nan=0.0).astype(DTYPES[precision])
+    elif precision != "float32" and not floats:
+        ranges = await _calibration_ranges(model, state) if precision in CALIBRATED else None
+        vectors = quantize(vectors, precision, ranges)
     if failures:
         raise EmbeddingJobError(failures, vectors, report)
     return EmbeddingResult(vectors, report)
+
+
+async def _calibration_ranges(model: EmbeddingModel, state: ModelState) -> Vectors:
+    """The int8/uint8 ranges of a model quantized here, measured once per model object from
+    the float vectors of its calibration texts (cached like any other job's)."""
+    if state.ranges is None:
+        texts = model.options.calibration or builtin_calibration()
+        result = await embed_job(model, texts, "document", floats=True)
+        state.ranges = calibrated_ranges(result.vectors)
+    return state.ranges
 
 
 class _Rows:
@@ -205,7 +243,12 @@ class _JobCache:
 
     def __init__(self, cache: EmbeddingCache, model: EmbeddingModel, role: str, work: Work):
         self.cache = cache
-        self.fingerprint = model.info.fingerprint()
+        info = model.info
+        if info.quantized_by == "embedify":  # the float vectors, whatever codes come of them
+            info = info.model_copy(
+                update={"precision": "float32", "quantized_by": None, "calibration": None}
+            )
+        self.fingerprint = info.fingerprint()
         # A provider that cuts inputs itself is sent the full text and the truncate policy.
         self.policy = f"truncate={model.options.truncate}" if model.truncates_natively else ""
         self.role = role

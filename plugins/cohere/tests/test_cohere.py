@@ -10,6 +10,7 @@ import pytest
 from embedify_cohere.testing import API_KEY, FakeCohere, vector_for
 
 import embedify
+from embedify.quantize import quantize
 from embedify.testing import ConformanceSuite, LoopbackServer
 
 
@@ -90,11 +91,32 @@ def test_output_dimension_and_int8(server: LoopbackServer, fake: FakeCohere) -> 
     assert small.shape == (1, 256) and fake.log[-1]["body"]["output_dimension"] == 256
     with pytest.raises(embedify.ConfigurationError, match="allowed: 256, 512, 1024, 1536"):
         cohere(server, "embed-v4.0", dimensions=300).embed(["x"])
-    ints = cohere(server, embedding_type="int8").embed(["x"])
+    ints = cohere(server, precision="int8").embed(["x"])
     assert fake.log[-1]["body"]["embedding_types"] == ["int8"]
-    assert np.array_equal(ints, np.round(ints)) and np.abs(ints).max() <= 128
-    packed = cohere(server, embedding_type="ubinary").embed(["x"])
-    assert packed.shape == (1, 128)
+    assert ints.dtype == np.int8 and ints.shape == (1, 1024)
+    packed = cohere(server, precision="ubinary").embed(["x"])
+    assert fake.log[-1]["body"]["embedding_types"] == ["ubinary"]
+    assert packed.dtype == np.uint8 and packed.shape == (1, 128)
+    small_bits = cohere(server, "embed-v4.0", dimensions=256, precision="binary").embed(["x"])
+    assert small_bits.dtype == np.int8 and small_bits.shape == (1, 32)
+
+
+def test_native_codes_are_cohere_s_own(server: LoopbackServer, fake: FakeCohere) -> None:
+    """Cohere's binary is the sign bits of its float vector: the same bits as quantizing the
+    float answer here, so the native path sends embedding_types and keeps the answer as is."""
+    model = cohere(server)
+    floats = model.embed(["a text", "another"])
+    native = cohere(server, precision="binary").embed(["a text", "another"])
+    assert fake.log[-1]["body"]["embedding_types"] == ["binary"]
+    assert cohere(server, precision="binary").info.quantized_by == "provider"
+    assert np.array_equal(native, quantize(floats, "binary"))
+
+
+def test_embedding_type_still_works_as_precision(server: LoopbackServer, fake: FakeCohere) -> None:
+    with pytest.warns(DeprecationWarning, match="precision="):
+        model = cohere(server, embedding_type="uint8")
+    assert model.options.precision == "uint8" and model.embed(["x"]).dtype == np.uint8
+    assert fake.log[-1]["body"]["embedding_types"] == ["uint8"]
 
 
 def test_truncate_maps_to_cohere(server: LoopbackServer, fake: FakeCohere) -> None:

@@ -34,6 +34,6 @@ class TestHostileAnswers(HostileVectorAnswers):
             "cohere:embed-english-v3.0",
             base_url=url,
             api_key=API_KEY,
-            embedding_type=wire,
+            precision="float32" if wire == "float" else wire,
             **options,
         )

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from embedify_voyage import register_models
 from embedify_voyage.model import KNOWN_MODELS
-from embedify_voyage.testing import API_KEY, FakeVoyage, tokens_of, vector_for
+from embedify_voyage.testing import API_KEY, FakeVoyage, quantized, tokens_of, vector_for
 
 import embedify
+from embedify.quantize import DTYPES, quantize
 from embedify.testing import ConformanceSuite, LoopbackServer
 
 
@@ -82,6 +83,31 @@ def test_dimensions_map_to_output_dimension(server: LoopbackServer, fake: FakeVo
     assert np.allclose(vectors[0], expected, atol=1e-6)
     voyage(server).embed(["x"])
     assert "output_dimension" not in fake.log[-1]["body"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_precision_maps_to_output_dtype(
+    server: LoopbackServer, fake: FakeVoyage, precision: str
+) -> None:
+    model = voyage(server, "voyage-3.5", precision=precision, dimensions=512)
+    texts = ["quantized by voyage", "twice"]
+    codes = model.embed(texts)
+    body = fake.log[-1]["body"]
+    assert body["output_dtype"] == precision and "encoding_format" not in body
+    floats = np.stack([vector_for("voyage-3.5", "document", text, 512) for text in texts])
+    expected = quantized(floats, precision)
+    assert codes.dtype == DTYPES[precision] and codes.tolist() == expected
+    assert codes.shape == (2, 64 if precision.endswith("binary") else 512)
+    assert model.info.quantized_by == "provider"
+
+
+def test_a_model_without_output_dtype_is_quantized_here(
+    server: LoopbackServer, fake: FakeVoyage
+) -> None:
+    floats = voyage(server, "voyage-law-2").embed(["a contract"])
+    bits = voyage(server, "voyage-law-2", precision="binary").embed(["a contract"])
+    assert "output_dtype" not in fake.log[-1]["body"]
+    assert np.array_equal(bits, quantize(floats, "binary"))
 
 
 @pytest.mark.parametrize(

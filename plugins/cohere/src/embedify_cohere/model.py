@@ -1,14 +1,16 @@
 """``cohere:<model>``: Cohere's ``/v2/embed`` through the official async SDK (``AsyncClientV2``).
 
 The v2 client does not batch, so the engine's 96-texts-per-request limit is what keeps requests
-valid; its retries are off so the engine owns them. Roles become ``input_type``.
+valid; its retries are off so the engine owns them. Roles become ``input_type``; ``precision``
+becomes ``embedding_types`` (Cohere returns int8/uint8 codes and packed bits itself).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import warnings
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import embedify
 from embedify import errors
@@ -29,14 +31,33 @@ INPUT_TYPES = {
     "clustering": "clustering",
 }
 TRUNCATE = {"error": "NONE", "end": "END", "start": "START"}
-EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary"]
+# precision: Cohere's embedding type (the key of its answer, too)
+EMBEDDING_TYPES = {
+    "float32": "float",
+    "int8": "int8",
+    "uint8": "uint8",
+    "binary": "binary",
+    "ubinary": "ubinary",
+}
 
 
 class CohereOptions(embedify.HTTPOptions):
-    embedding_type: EmbeddingType = Field(
-        "float", description="int8/uint8 give integer values; binary/ubinary pack 8 dims a byte."
-    )
     client_name: str | None = Field(None, description="X-Client-Name header.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedding_type_is_precision(cls, values: Any) -> Any:
+        """``embedding_type=`` (before 0.2) is ``precision=`` now; it still works, warning."""
+        if isinstance(values, dict) and "embedding_type" in values:
+            values = dict(values)
+            kind = values.pop("embedding_type")
+            warnings.warn(
+                "cohere's embedding_type= is now precision= (float is 'float32')",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            values.setdefault("precision", "float32" if kind == "float" else kind)
+        return values
 
 
 class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
@@ -62,14 +83,9 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
         known = KNOWN_MODELS.get(self.model_id, {})
         self.allowed_dimensions = known.get("dimensions")
         self.supports_dimensions = self.allowed_dimensions is not None
-        kind = self.options.embedding_type
-        packed = kind in ("binary", "ubinary")
-        if self.options.dimensions is not None and packed:
-            raise errors.ConfigurationError("dimensions cannot be combined with binary embeddings")
-        native = known.get("dimension")
-        self.dimension = native // 8 if native and packed else native
-        self.normalized = kind == "float" and bool(known)
-        self.output_dtypes = (kind,)
+        self.output_dtypes = tuple(EMBEDDING_TYPES)
+        self.dimension = known.get("dimension")
+        self.normalized = bool(known)
         self.limits = embedify.Limits(
             max_inputs_per_request=96, max_tokens_per_input=known.get("tokens")
         )
@@ -94,7 +110,7 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
         extra: dict[str, Any] = {}
         if self.options.dimensions is not None:
             extra["output_dimension"] = self.options.dimensions
-        kind = self.options.embedding_type
+        kind = EMBEDDING_TYPES[self.options.precision]
         url = f"{self.base_url}/v2/embed"
         try:
             raw = await self.client().with_raw_response.embed(

@@ -16,7 +16,11 @@ request problem (https://docs.voyageai.com/docs/error-codes); the texts matched 
 quoted in public bug reports, as noted. No rate-limit headers are documented; 429s may carry
 ``Retry-After``, which the official client reads.
 
-``output_dtype`` is left at its default (float): quantized output is not mapped yet.
+``precision`` maps to ``output_dtype`` (float, int8, uint8, binary, ubinary; the last two packed,
+a byte per 8 dimensions, binary in offset binary) on the models the reference lists for it:
+the voyage-4 series, voyage-3-large, voyage-3.5, voyage-3.5-lite and voyage-code-3. Other models'
+floats are quantized by the engine. Quantized answers are asked for as JSON lists: base64
+(``encoding_format``) applies to float vectors.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ KNOWN_MODELS: dict[str, tuple[int, tuple[int, ...] | None, int, int]] = {
     "voyage-law-2": (1024, None, 16_000, 120_000),
 }
 MAX_INPUTS = 1000
+QUANTIZED_MODELS = {
+    "voyage-4-large",
+    "voyage-4",
+    "voyage-4-lite",
+    "voyage-3-large",
+    "voyage-3.5",
+    "voyage-3.5-lite",
+    "voyage-code-3",
+}
+OUTPUT_DTYPES = {"int8": "int8", "uint8": "uint8", "binary": "binary", "ubinary": "ubinary"}
 # A model the table does not know: the smallest per-request token total documented for any
 # model, so a request is never refused for its size; its context length is the server's.
 UNKNOWN_MODEL_TOKENS_PER_REQUEST = 120_000
@@ -81,6 +95,8 @@ class VoyageEmbeddingModel(embedify.HTTPEmbeddingModel):
                 max_tokens_per_request=UNKNOWN_MODEL_TOKENS_PER_REQUEST,
             )
             return
+        if self.model_id in QUANTIZED_MODELS:
+            self.output_dtypes = ("float32", *OUTPUT_DTYPES)
         self.dimension, self.allowed_dimensions, context, per_request = known
         self.supports_dimensions = self.allowed_dimensions is not None
         self.normalized = True
@@ -103,7 +119,9 @@ class VoyageEmbeddingModel(embedify.HTTPEmbeddingModel):
         }
         if self.options.dimensions is not None:
             body["output_dimension"] = self.options.dimensions
-        if self.options.encoding_format == "base64":
+        if self.quantized_by == "provider":
+            body["output_dtype"] = OUTPUT_DTYPES[self.options.precision]
+        elif self.options.encoding_format == "base64":
             body["encoding_format"] = "base64"
         answer = await self.request_json("POST", "/v1/embeddings", body)
         if not isinstance(answer, dict):

@@ -2,8 +2,11 @@
 for the sources): bearer key (401 otherwise), 1,000 inputs and the model's total tokens per
 request, 32K (law-2: 16K) tokens per input unless ``truncation`` (default true), ``input_type``
 query/document/null giving different vectors, ``output_dimension`` from the allowed values,
-``encoding_format`` null/base64, unit-length vectors, ``usage.total_tokens``, ``{"detail": ...}``
-errors (400 for request problems, as Voyage answers them), and 429 with ``Retry-After``.
+``output_dtype`` int8/uint8 (the float vector scaled by 127, offset by 128 for uint8) and
+binary/ubinary (sign bits packed, offset binary for binary) on the models that offer it,
+``encoding_format`` null/base64 (float vectors), unit-length vectors, ``usage.total_tokens``,
+``{"detail": ...}`` errors (400 for request problems, as Voyage answers them), and 429 with
+``Retry-After``.
 
 Tokens are counted as one per four UTF-8 bytes (Voyage's tokenizer is not reproduced). The texts
 of the token-total, context-window and unknown-model errors are Voyage's as quoted in public
@@ -37,6 +40,16 @@ MODELS: dict[str, tuple[int, tuple[int, ...], int, int]] = {
     "voyage-law-2": (1024, (1024,), 16_000, 120_000),
 }
 MAX_INPUTS = 1000
+OUTPUT_DTYPES = ("float", "int8", "uint8", "binary", "ubinary")
+QUANTIZED_MODELS = {
+    "voyage-4-large",
+    "voyage-4",
+    "voyage-4-lite",
+    "voyage-3-large",
+    "voyage-3.5",
+    "voyage-3.5-lite",
+    "voyage-code-3",
+}
 PROMPTS = {
     "query": "Represent the query for retrieving supporting documents: ",
     "document": "Represent the document for retrieval: ",
@@ -56,6 +69,18 @@ def vector_for(
     vector = np.random.default_rng(seed).standard_normal(2048)[: dimension or MODELS[model][0]]
     unit: np.ndarray = (vector / np.linalg.norm(vector)).astype(np.float32)
     return unit
+
+
+def quantized(vectors: np.ndarray, output_dtype: str) -> list[list[int]]:
+    """The fake's integer answer for ``output_dtype`` (Voyage's own scaling is unpublished)."""
+    if output_dtype in ("binary", "ubinary"):
+        packed = np.packbits(vectors > 0, axis=1).astype(int)
+        codes = packed - 128 if output_dtype == "binary" else packed
+    else:
+        offset = 128 if output_dtype == "uint8" else 0
+        codes = np.clip(np.round(vectors * 127) + offset, offset - 128, offset + 127).astype(int)
+    rows: list[list[int]] = codes.tolist()
+    return rows
 
 
 def _detail(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -105,8 +130,11 @@ class FakeVoyage(FakeService):
                 f"output_dimension {output_dimension} is not supported by model '{model}'; "
                 f"supported: {list(allowed)}",
             )
-        if body.get("output_dtype", "float") != "float":
-            return _detail(400, "this fake serves output_dtype 'float' only")
+        output_dtype = body.get("output_dtype") or "float"
+        if output_dtype not in OUTPUT_DTYPES:
+            return _detail(400, f"output_dtype must be one of {list(OUTPUT_DTYPES)}")
+        if output_dtype != "float" and model not in QUANTIZED_MODELS:
+            return _detail(400, f"output_dtype '{output_dtype}' is not supported by '{model}'")
         if body.get("encoding_format") not in (None, "base64"):
             return _detail(400, "encoding_format must be null or 'base64'")
         window = self.context_window or context
@@ -134,7 +162,13 @@ class FakeVoyage(FakeService):
                 "number of tokens in the batch.",
             )
         vectors = [vector_for(model, input_type, text, output_dimension) for text in texts]
-        data = embedding_items(vectors, as_base64=body.get("encoding_format") == "base64")
+        if output_dtype != "float":
+            data = [
+                {"object": "embedding", "embedding": codes, "index": index}
+                for index, codes in enumerate(quantized(np.stack(vectors), output_dtype))
+            ]
+        else:
+            data = embedding_items(vectors, as_base64=body.get("encoding_format") == "base64")
         data.reverse()  # clients must order by index
         return Response(
             200,
