@@ -20,6 +20,7 @@ from embedify_bedrock.testing import (
 )
 
 import embedify
+from embedify.quantize import quantize
 from embedify.testing import TEXTS, ConformanceSuite, LoopbackServer, Response
 
 COHERE = "cohere.embed-english-v3"
@@ -130,6 +131,23 @@ def test_cohere_roles_reach_the_wire_and_differ(server: LoopbackServer, fake: Fa
     assert not np.allclose(query, model.embed_documents(["what is bedrock?"])[0], atol=1e-4)
     assert document.shape == (1024,)
     assert fake.log[0]["body"]["embedding_types"] == ["float"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_cohere_precision_maps_to_embedding_types(
+    server: LoopbackServer, fake: FakeBedrock, precision: str
+) -> None:
+    codes = bedrock(server, COHERE, precision=precision).embed(["x", "y"])
+    assert fake.log[-1]["body"]["embedding_types"] == [precision]
+    floats = bedrock(server, COHERE).embed(["x", "y"])
+    unit = np.stack([-np.ones(1024), np.ones(1024)])
+    assert np.array_equal(codes, quantize(floats, precision, unit))  # type: ignore[arg-type]
+    assert codes.shape == (2, 128 if precision.endswith("binary") else 1024)
+
+
+def test_titan_is_quantized_here(server: LoopbackServer, fake: FakeBedrock) -> None:
+    bits = bedrock(server, precision="binary").embed(["x"])
+    assert np.array_equal(bits, quantize(bedrock(server).embed(["x"]), "binary"))
 
 
 def test_titan_has_no_roles_and_one_text_per_request(

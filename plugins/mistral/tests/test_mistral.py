@@ -11,6 +11,7 @@ from embedify_mistral.model import NO_ROLES
 from embedify_mistral.testing import API_KEY, FakeMistral, vector_for
 
 import embedify
+from embedify.quantize import quantize
 from embedify.testing import ConformanceSuite, LoopbackServer
 
 
@@ -88,6 +89,24 @@ def test_codestral_dimensions_map_to_output_dimension(
         assert fake.log[-1]["body"]["output_dimension"] == dimension
         assert vectors.shape == (1, dimension)
         assert np.allclose(vectors[0], vector_for("codestral-embed", "def f(): pass", dimension))
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_codestral_precision_maps_to_output_dtype(
+    server: LoopbackServer, fake: FakeMistral, precision: str
+) -> None:
+    codes = mistral(server, "codestral-embed", dimensions=256, precision=precision).embed(["x"])
+    assert fake.log[-1]["body"]["output_dtype"] == precision
+    floats = mistral(server, "codestral-embed", dimensions=256).embed(["x"])
+    unit = np.stack([-np.ones(256), np.ones(256)])
+    assert np.array_equal(codes, quantize(floats, precision, unit))  # type: ignore[arg-type]
+    assert codes.shape == (1, 32 if precision.endswith("binary") else 256)
+
+
+def test_mistral_embed_is_quantized_here(server: LoopbackServer, fake: FakeMistral) -> None:
+    bits = mistral(server, precision="ubinary").embed(["x"])
+    assert "output_dtype" not in fake.log[-1]["body"]
+    assert np.array_equal(bits, quantize(mistral(server).embed(["x"]), "ubinary"))
 
 
 def test_dimensions_are_refused_before_any_request(

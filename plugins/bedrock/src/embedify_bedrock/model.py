@@ -22,8 +22,9 @@ Facts used (sources):
   over-long text: "400 Bad Request: Too many input tokens. Max input tokens: 8192, request
   input token count: N" (github.com/aws-samples/amazon-bedrock-workshop/issues/136).
 - Cohere Embed v3: ``{"texts", "input_type", "truncate": NONE|START|END, "embedding_types"}``
-  -> ``{"embeddings": {"float": [...]}}``; 0-96 texts and 0-2048 characters per text, 512
-  tokens (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html).
+  -> ``{"embeddings": {"float": [...]}}`` (embedding types float, int8, uint8, binary, ubinary:
+  ``precision`` maps to them, as on Cohere's own API); 0-96 texts and 0-2048 characters per
+  text, 512 tokens (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html).
   The engine's estimate (3 bytes a token) keeps a 512-token text under 2048 characters. Errors
   seen: "Malformed input request: #/texts/0: expected maxLength: 2048, actual: N, ..."
   (github.com/ScrapeGraphAI/Scrapegraph-ai/issues/400), "Input is too long for requested
@@ -57,6 +58,14 @@ INPUT_TYPES = {
     "clustering": "clustering",
 }
 TRUNCATE = {"error": "NONE", "end": "END", "start": "START"}
+# precision: Cohere's embedding type, the key of its answer too
+EMBEDDING_TYPES = {
+    "float32": "float",
+    "int8": "int8",
+    "uint8": "uint8",
+    "binary": "binary",
+    "ubinary": "ubinary",
+}
 COHERE = {"schema": "cohere", "dimension": 1024, "inputs": 96, "tokens": 512}
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "amazon.titan-embed-text-v2:0": {
@@ -113,6 +122,7 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
         self.schema = known.get("schema") or _schema(self.model_id)
         if self.schema == "cohere":
             self.role_mapping = {role: f"input_type={kind}" for role, kind in INPUT_TYPES.items()}
+            self.output_dtypes = tuple(EMBEDDING_TYPES)
         self.dimension = known.get("dimension")
         self.allowed_dimensions = known.get("dimensions")
         self.supports_dimensions = self.allowed_dimensions is not None
@@ -181,7 +191,7 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
                 "texts": texts,
                 "input_type": INPUT_TYPES[role],
                 "truncate": TRUNCATE[self.options.truncate],
-                "embedding_types": ["float"],
+                "embedding_types": [EMBEDDING_TYPES[self.options.precision]],
             }
         loop = asyncio.get_running_loop()
         try:
@@ -194,7 +204,8 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
             rows = [answer.get("embedding")] if isinstance(answer, dict) else answer
         else:
             rows = answer.get("embeddings") if isinstance(answer, dict) else answer
-            rows = rows.get("float") if isinstance(rows, dict) else rows
+            kind = EMBEDDING_TYPES[self.options.precision]
+            rows = rows.get(kind) if isinstance(rows, dict) else rows
         return vector_matrix(rows, len(texts), source=repr(self))
 
     def _invoke(self, body: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from embedify.quantize import Precision, quantize
 from embedify.testing import FakeService, Request, Response
 
 ACCESS_KEY_ID = "AKIAEMBEDIFYTEST0001"
@@ -22,6 +23,14 @@ REGION = "us-east-1"
 TITAN = "amazon.titan-embed-text-v2:0"
 COHERE = ("cohere.embed-english-v3", "cohere.embed-multilingual-v3")
 TITAN_KEYS = {"inputText", "dimensions", "normalize", "embeddingTypes"}
+# int8/uint8: 256 steps over [-1, 1]; binary/ubinary: sign bits (Bedrock's scaling is unpublished)
+EMBEDDING_TYPES: dict[str, Precision] = {
+    "float": "float32",
+    "int8": "int8",
+    "uint8": "uint8",
+    "binary": "binary",
+    "ubinary": "ubinary",
+}
 COHERE_KEYS = {"texts", "input_type", "truncate", "embedding_types", "images"}
 INPUT_TYPES = {"search_document", "search_query", "classification", "clustering"}
 
@@ -146,7 +155,16 @@ class FakeBedrock(FakeService):
         kinds = body.get("embedding_types")
         answer: dict[str, Any] = {"id": "5a1c9f20-0000-4000-8000-000000000000", "texts": texts}
         if kinds:
-            answer.update(embeddings={"float": vectors}, response_type="embeddings_by_type")
+            if not isinstance(kinds, list) or not set(kinds) <= set(EMBEDDING_TYPES):
+                return malformed(f"#/embedding_types: expected one of {list(EMBEDDING_TYPES)}")
+            unit = np.stack([-np.ones(len(vectors[0])), np.ones(len(vectors[0]))])
+            by_type = {
+                kind: quantize(np.array(vectors), EMBEDDING_TYPES[kind], unit).tolist()
+                if kind != "float"
+                else vectors
+                for kind in kinds
+            }
+            answer.update(embeddings=by_type, response_type="embeddings_by_type")
         else:
             answer.update(embeddings=vectors, response_type="embeddings_floats")
         return Response(200, answer)

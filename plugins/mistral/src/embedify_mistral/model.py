@@ -10,7 +10,9 @@ Facts from Mistral's reference:
 - mistral-embed returns 1024 dimensions, fixed:
   https://docs.mistral.ai/capabilities/embeddings/text_embeddings
 - codestral-embed: ``output_dimension`` defaults to 1536, at most 3072, its dimensions ordered
-  by relevance: https://docs.mistral.ai/capabilities/embeddings/code_embeddings
+  by relevance, and ``output_dtype`` float, int8, uint8, binary or ubinary (packed bits, a byte
+  per 8 dimensions), which ``precision`` maps to:
+  https://docs.mistral.ai/capabilities/embeddings/code_embeddings
 - Errors are ``{"object": "error", "message", "type", "param", "code"}``; 401 a bad key, 403 a
   model outside the account's tier, 422 validation, 429 a rate limit:
   https://docs.mistral.ai/resources/error-glossary
@@ -40,6 +42,7 @@ from pydantic import Field
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
+from embedify.quantize import width
 from embedify.responses import ordered_embeddings, vector_matrix
 
 MAX_INPUTS_PER_REQUEST = 128
@@ -84,6 +87,8 @@ class MistralEmbeddingModel(embedify.HTTPEmbeddingModel):
         self.dimension, self.max_dimension = known or (None, None)
         self.supports_dimensions = known is None or self.max_dimension is not None
         self.matryoshka = self.max_dimension is not None  # ordered by relevance
+        if self.max_dimension is not None:  # codestral-embed quantizes its own output
+            self.output_dtypes = ("float32", "int8", "uint8", "binary", "ubinary")
 
     def dimensions_problem(self) -> str | None:
         """codestral-embed serves any ``output_dimension`` up to its maximum, past its
@@ -103,6 +108,8 @@ class MistralEmbeddingModel(embedify.HTTPEmbeddingModel):
         }
         if self.options.dimensions is not None:
             body["output_dimension"] = self.options.dimensions
+        if self.quantized_by == "provider":  # codes come as JSON lists of whole numbers
+            body["output_dtype"], body["encoding_format"] = self.options.precision, "float"
         answer = await self.request_json("POST", "/v1/embeddings", body)
         if not isinstance(answer, dict):
             raise errors.BadResponseError(f"{self!r}: the answer is not a JSON object")
@@ -114,7 +121,10 @@ class MistralEmbeddingModel(embedify.HTTPEmbeddingModel):
 
     @property
     def output_width(self) -> int | None:
-        return self.options.dimensions or self.dimension
+        dimension = self.options.dimensions or self.dimension
+        if dimension is None or self.quantized_by != "provider":
+            return dimension
+        return width(dimension, self.options.precision)
 
     def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
         """Mistral's ``message``/``type``/``code``: request size, input length, unknown model."""

@@ -5,7 +5,8 @@ It checks the bearer key (401 ``{"message": "Unauthorized", "request_id": ...}``
 body as Mistral's FastAPI does (422 ``{"detail": [{"loc", "msg", "type"}]}``), answers an unknown
 model with 400 ``invalid_model``, enforces 128 inputs and 16384 tokens per request (400, code
 3210, Mistral's messages) and 8192 tokens per input (400; that wording is not documented), and
-``output_dimension`` only on codestral-embed (at most 3072; mistral-embed: 400). Answers are
+``output_dimension`` and a quantized ``output_dtype`` (int8/uint8: 256 steps over [-1, 1];
+binary/ubinary: sign bits) only on codestral-embed (at most 3072; mistral-embed: 400). Answers are
 OpenAI-shaped ``data`` (floats or base64), shuffled so that clients must order by ``index``,
 with ``usage`` and the ``x-ratelimit-*-minute`` headers Mistral sends. ``rate_limit_every``
 makes every n-th request a 429 ``rate_limited`` (code 1300) with ``Retry-After``.
@@ -23,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from embedify.quantize import quantize
 from embedify.testing import FakeService, Request, Response, embedding_items
 
 API_KEY = "mistral-test-key-0123456789"
 MODELS = {"mistral-embed": (1024, None), "codestral-embed": (1536, 3072)}
 MAX_INPUTS = 128
+OUTPUT_DTYPES = ("float", "int8", "uint8", "binary", "ubinary")
 MAX_TOKENS_PER_REQUEST = 16384
 MAX_TOKENS_PER_INPUT = 8192
 
@@ -110,7 +113,21 @@ class FakeMistral(FakeService):
                 "invalid_request_error",
             )
         vectors = [vector_for(model, text, dimension) for text in inputs]
-        data = embedding_items(vectors, as_base64=body.get("encoding_format") == "base64")
+        output_dtype = body.get("output_dtype", "float")
+        if output_dtype != "float" and model != "codestral-embed":
+            return mistral_error(
+                400,
+                f"output_dtype {output_dtype} is not supported by {model}",
+                "invalid_request_error",
+            )
+        if output_dtype != "float":
+            unit = np.stack([-np.ones(len(vectors[0])), np.ones(len(vectors[0]))])
+            codes = quantize(np.stack(vectors), output_dtype, unit).astype(int).tolist()
+            data = [
+                {"object": "embedding", "embedding": c, "index": i} for i, c in enumerate(codes)
+            ]
+        else:
+            data = embedding_items(vectors, as_base64=body.get("encoding_format") == "base64")
         data.reverse()  # clients must order by index
         tokens = sum(counts)
         return Response(
@@ -145,6 +162,6 @@ def _validate(body: Any) -> Response | None:
         return _invalid("output_dimension", "Input should be a positive integer", "int_type")
     if body.get("encoding_format", "float") not in ("float", "base64"):
         return _invalid("encoding_format", "Input should be 'float' or 'base64'", "enum")
-    if body.get("output_dtype", "float") != "float":  # quantized output: not modelled here
-        return _invalid("output_dtype", "Only 'float' is served by this fake", "enum")
+    if body.get("output_dtype", "float") not in OUTPUT_DTYPES:
+        return _invalid("output_dtype", f"Input should be one of {OUTPUT_DTYPES}", "enum")
     return None

@@ -2,8 +2,8 @@
 for the sources): bearer key (401 otherwise), 1,000 inputs and the model's total tokens per
 request, 32K (law-2: 16K) tokens per input unless ``truncation`` (default true), ``input_type``
 query/document/null giving different vectors, ``output_dimension`` from the allowed values,
-``output_dtype`` int8/uint8 (the float vector scaled by 127, offset by 128 for uint8) and
-binary/ubinary (sign bits packed, offset binary for binary) on the models that offer it,
+``output_dtype`` int8/uint8 (256 steps over [-1, 1]) and binary/ubinary (sign bits packed,
+offset binary for binary) on the models that offer it,
 ``encoding_format`` null/base64 (float vectors), unit-length vectors, ``usage.total_tokens``,
 ``{"detail": ...}`` errors (400 for request problems, as Voyage answers them), and 429 with
 ``Retry-After``.
@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
+from embedify.quantize import Precision, quantize
 from embedify.testing import FakeService, Request, Response, embedding_items
 
 API_KEY = "pa-voyage-test-key"
@@ -72,14 +74,11 @@ def vector_for(
 
 
 def quantized(vectors: np.ndarray, output_dtype: str) -> list[list[int]]:
-    """The fake's integer answer for ``output_dtype`` (Voyage's own scaling is unpublished)."""
-    if output_dtype in ("binary", "ubinary"):
-        packed = np.packbits(vectors > 0, axis=1).astype(int)
-        codes = packed - 128 if output_dtype == "binary" else packed
-    else:
-        offset = 128 if output_dtype == "uint8" else 0
-        codes = np.clip(np.round(vectors * 127) + offset, offset - 128, offset + 127).astype(int)
-    rows: list[list[int]] = codes.tolist()
+    """The fake's integer answer for ``output_dtype`` (Voyage's own scaling is unpublished):
+    int8/uint8 steps over [-1, 1], binary/ubinary sign bits, as :mod:`embedify.quantize`."""
+    unit = np.stack([-np.ones(vectors.shape[1]), np.ones(vectors.shape[1])])
+    codes = quantize(vectors, cast(Precision, output_dtype), unit)  # one of OUTPUT_DTYPES
+    rows: list[list[int]] = codes.astype(int).tolist()
     return rows
 
 
