@@ -10,6 +10,7 @@ import pytest
 from embedify_jina.testing import API_KEY, FakeJina, vector_for
 
 import embedify
+from embedify.quantize import quantize
 from embedify.testing import ConformanceSuite, LoopbackServer
 
 
@@ -95,6 +96,20 @@ def test_options_reach_the_wire(server: LoopbackServer, fake: FakeJina) -> None:
         vector_for("jina-embeddings-v3", "retrieval.passage", "x", 256, normalized=False),
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("precision", ["binary", "ubinary"])
+def test_bits_come_from_jina(server: LoopbackServer, fake: FakeJina, precision: str) -> None:
+    bits = jina(server, precision=precision).embed(["x", "y"])
+    assert fake.log[-1]["body"]["embedding_type"] == precision
+    floats = jina(server).embed(["x", "y"])
+    assert np.array_equal(bits, quantize(floats, precision))  # type: ignore[arg-type]
+    assert bits.shape == (2, 128)
+
+
+def test_int8_is_quantized_here(server: LoopbackServer, fake: FakeJina) -> None:
+    codes = jina(server, precision="int8").embed(["x"])
+    assert fake.log[-1]["body"]["embedding_type"] == "float" and codes.dtype == np.int8
 
 
 def test_model_without_tasks_sends_none(server: LoopbackServer, fake: FakeJina) -> None:

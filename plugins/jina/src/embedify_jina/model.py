@@ -2,6 +2,9 @@
 
 Roles become Jina ``task`` values, and the query and document tasks differ
 (``retrieval.query`` / ``retrieval.passage``), which is what Jina's retrieval models need.
+``precision`` binary/ubinary becomes Jina's ``embedding_type`` binary/ubinary (sign bits packed
+eight to a byte, as int8 or uint8: https://api.jina.ai/redoc, ``TextEmbeddingInput``); int8 and
+uint8, which Jina does not offer, are quantized by the engine.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
             max_inputs_per_request=known.get("items", 2048),
             max_tokens_per_input=known.get("tokens"),
         )
+        self.output_dtypes = ("float32", "binary", "ubinary")
         # Jina cuts at the end when asked; cutting at the start is done here.
         self.truncates_natively = self.options.truncate == "end"
 
@@ -109,7 +113,9 @@ class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
         body: dict[str, Any] = {
             "model": self.model_id,
             "input": texts,
-            "embedding_type": self.options.embedding_type,
+            "embedding_type": self.options.precision
+            if self.quantized_by == "provider"
+            else self.options.embedding_type,
             "truncate": self.options.truncate == "end",
         }
         if role in self.tasks:

@@ -1,7 +1,7 @@
 """A loopback server speaking Jina's ``/v1/embeddings``: bearer key, per-model item limits
 (2048; 512 for v4) with Jina's messages, ``task`` per model, ``dimensions``, ``normalized``,
-``embedding_type`` float/base64, ``truncate`` (8192 words per input otherwise 400), FastAPI-style
-``{"detail": ...}`` errors, and 429 faults."""
+``embedding_type`` float/base64/binary/ubinary (sign bits packed), ``truncate`` (8192 words per
+input otherwise 400), FastAPI-style ``{"detail": ...}`` errors, and 429 faults."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embedify.quantize import quantize
 from embedify.testing import FakeService, Request, Response, embedding_items
 
 API_KEY = "jina_test_key"
@@ -78,8 +79,15 @@ class FakeJina(FakeService):
             texts.append(" ".join(words[:8192]) if len(words) > 8192 else text)
         normalized = body.get("normalized", True)
         vectors = [vector_for(model, task, t, body.get("dimensions"), normalized) for t in texts]
-        base = body.get("embedding_type") == "base64"
-        data = embedding_items(vectors, as_base64=base)
+        kind = body.get("embedding_type", "float")
+        if kind in ("binary", "ubinary"):
+            codes = quantize(np.stack(vectors), kind).tolist()
+            data = [
+                {"object": "embedding", "embedding": row, "index": index}
+                for index, row in enumerate(codes)
+            ]
+        else:
+            data = embedding_items(vectors, as_base64=kind == "base64")
         data.reverse()  # clients must order by index
         tokens = sum(len(t.split()) for t in texts)
         return Response(
