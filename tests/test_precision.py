@@ -3,7 +3,6 @@ and quantized collections that rescore with the float vectors on disk."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import embedify
 from embedify.collection import Collection
-from embedify.errors import BadResponseError, ConfigurationError
+from embedify.errors import ConfigurationError
 from embedify.fake import FakeEmbeddingModel
 from embedify.model import Role, Vectors
 from embedify.quantize import (
     builtin_calibration,
     calibrated_ranges,
-    provider_codes,
     quantize,
     unpacked_bits,
 )
@@ -87,12 +84,6 @@ def test_calibrated_ranges_cover_more_than_the_calibration_set() -> None:
 def test_the_builtin_calibration_set_ships_with_the_package() -> None:
     texts = builtin_calibration()
     assert len(texts) >= 60 and len(set(texts)) == len(texts)
-
-
-@pytest.mark.parametrize("value", [300, -129, 1.5, 256])
-def test_provider_codes_outside_the_precision_are_refused(value: float) -> None:
-    with pytest.raises(BadResponseError, match=rf"returned {value}.* input 0, component 1"):
-        provider_codes(np.array([[1, value]]), "int8" if value != 256 else "binary", "<p>")
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -214,24 +205,6 @@ def test_provider_codes_are_kept_as_sent_and_cached_by_precision(tmp_path: Path)
     assert np.array_equal(codes, quantize(FakeEmbeddingModel().embed(texts), "binary"))
     floats = NativeCodes(cache=cache).embed_with_report(texts)  # not the cached codes
     assert floats.report.cached == 0 and floats.vectors.dtype == np.float32
-
-
-def test_hostile_provider_codes_fail_the_job_and_stay_out_of_the_cache(tmp_path: Path) -> None:
-    cache = tmp_path / "cache.db"
-    hostile = NativeCodes(precision="int8", cache=cache, max_retries=0)
-    hostile.answer = [[300.0] * 64]
-    with pytest.raises(embedify.EmbeddingJobError) as caught:
-        hostile.embed(["x"])
-    assert "300" in str(caught.value.failures[0])
-    with sqlite3.connect(cache) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM embeddings").fetchone() == (0,)
-
-
-def test_provider_codes_of_the_wrong_width_are_refused() -> None:
-    short = NativeCodes(precision="binary", max_retries=0)
-    short.answer = [[1.0] * 4]  # 64 dimensions pack into 8 bytes, not 4
-    with pytest.raises(embedify.EmbeddingJobError):
-        short.embed(["x"])
 
 
 # -- collections -------------------------------------------------------------------------------
