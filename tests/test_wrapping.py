@@ -151,6 +151,7 @@ class ConnectError(Exception):
     ("raised", "expected"),
     [
         (StatusError(401), embedify.AuthenticationError),
+        (StatusError(402), embedify.QuotaExceededError),  # the table HTTP providers read
         (StatusError(404), embedify.ModelNotFoundError),
         (StatusError(503), embedify.TransientError),
         (ResponseError(Response(429, {"Retry-After": "7"})), embedify.RateLimitError),

@@ -162,27 +162,39 @@ class BadResponseError(PermanentError):
     """The provider answered with something that is not a valid embedding batch."""
 
 
+#: What an HTTP status means when the body says nothing more: the one table, which
+#: ``error_for_status`` and every HTTP provider (``HTTPEmbeddingModel.status_errors``, which a
+#: provider may extend) read. 504 is a request that timed out, which the engine splits rather
+#: than resends. Any other 5xx is transient, any other 4xx an invalid request (``error_class``).
+STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
+    401: AuthenticationError,
+    402: QuotaExceededError,
+    403: AuthenticationError,
+    404: ModelNotFoundError,
+    408: TransientError,
+    409: TransientError,
+    413: BatchTooLargeError,
+    429: RateLimitError,
+    504: RequestTimeoutError,
+}
+
+
+def error_class(
+    status: int, table: Mapping[int, type[ProviderError]] = STATUS_ERRORS
+) -> type[ProviderError]:
+    """The error type of ``status`` by ``table``: else transient for 5xx, invalid for 4xx."""
+    return table.get(status) or (TransientError if status >= 500 else InvalidRequestError)
+
+
 def error_for_status(
     status: int, message: str, *, retry_after: float | None = None
 ) -> ProviderError:
-    """The usual meaning of an HTTP status, for providers to refine by the error body.
-
-    429 rate limit, 504 timeout, 408/409/5xx transient, 401/403 authentication, 404 unknown model,
-    413 batch too large, any other 4xx an invalid request.
-    """
-    if status == 429:
-        return RateLimitError(message, status=status, retry_after=retry_after)
-    if status == 504:
-        return RequestTimeoutError(message, status=status, retry_after=retry_after)
-    if status in (408, 409) or status >= 500:
-        return TransientError(message, status=status, retry_after=retry_after)
-    if status in (401, 403):
-        return AuthenticationError(message, status=status)
-    if status == 404:
-        return ModelNotFoundError(message, status=status)
-    if status == 413:
-        return BatchTooLargeError(message, status=status)
-    return InvalidRequestError(message, status=status)
+    """The usual meaning of an HTTP status (``STATUS_ERRORS``), for providers to refine by the
+    error body."""
+    kind = error_class(status)
+    if issubclass(kind, TransientError):
+        return kind(message, status=status, retry_after=retry_after)
+    return kind(message, status=status)
 
 
 class EmbeddingJobError(EmbedifyError):

@@ -34,36 +34,19 @@ from pydantic import Field, SecretStr
 
 from embedify import observe_rate_limit_headers, retry_after_from_headers
 from embedify.errors import (
+    STATUS_ERRORS,
     AuthenticationError,
     BadResponseError,
-    BatchTooLargeError,
     ConfigurationError,
     ConnectionFailedError,
     EmbedifyError,
-    InvalidRequestError,
     ProviderError,
-    QuotaExceededError,
-    RateLimitError,
     RequestTimeoutError,
     TransientError,
+    error_class,
     untrusted,
 )
 from embedify.model import EmbeddingModel, RemoteOptions, public_url
-
-STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
-    401: AuthenticationError,
-    402: QuotaExceededError,
-    403: AuthenticationError,
-    408: TransientError,
-    409: TransientError,
-    413: BatchTooLargeError,
-    429: RateLimitError,
-    504: RequestTimeoutError,
-}
-"""What an error status means when the body says nothing more (504: the request timed out,
-which the engine splits rather than resends). Any other 5xx is transient,
-any other 4xx an invalid request; a 404 is a missing route unless the provider's body says
-the model is missing (see :meth:`HTTPEmbeddingModel.refine_error`)."""
 
 _REDACTED = "***"
 _LOGIN_IN_URL = re.compile(r"(?<=://)[^/\s@]+@")
@@ -110,6 +93,7 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     version_paths: ClassVar[tuple[str, ...]] = ()  # accepted at the end of base_url, and dropped
     api_key_variables: ClassVar[tuple[str, ...]] = ()
     api_key_required: ClassVar[bool] = True
+    # errors.STATUS_ERRORS, but a 404 whose body no refine_error claims is a missing route
     status_errors: ClassVar[Mapping[int, type[ProviderError]]] = STATUS_ERRORS
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
@@ -323,9 +307,7 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
                 f"{url} answered 404 ({message}): that route is missing there, so it is not a "
                 f"{self.provider} API; check base_url (now {self.base_url})."
             )
-        kind = self.status_errors.get(status) or (
-            TransientError if status >= 500 else InvalidRequestError
-        )
+        kind = error_class(status, self.status_errors)
         if issubclass(kind, AuthenticationError):
             where = " or ".join(self.api_key_variables)
             text += f" (check api_key{f' / {where}' if where else ''} and its permissions)"
