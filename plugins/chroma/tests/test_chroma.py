@@ -103,10 +103,42 @@ def test_a_persisted_collection_answers_the_same_in_a_new_process(tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     after = json.loads(done.stdout.splitlines()[-1])
-    assert after["config"]["name"] == "embedify"
+    assert after["config"]["name"] == "embedify_chroma"
     assert after["config"]["config"]["model"] == "local"
     assert after["ids"] == before["ids"]
     np.testing.assert_allclose(after["distances"], before["distances"], atol=1e-5)
+
+
+def test_reopened_without_the_plugin_chromas_error_names_the_import(tmp_path: Path) -> None:
+    path = tmp_path / "chroma"
+    with chromadb.PersistentClient(path=str(path), settings=SETTINGS) as client:
+        notes = client.create_collection(
+            "notes", embedding_function=EmbedifyEmbeddingFunction("fake:8")
+        )
+        notes.add(ids=["cat"], documents=["the cat sat"])
+    reopen = textwrap.dedent(
+        f"""
+        import sys, chromadb
+        from chromadb.config import Settings
+        {{import_line}}
+        with chromadb.PersistentClient(path={str(path)!r},
+                                       settings=Settings(anonymized_telemetry=False)) as client:
+            found = client.get_collection("notes").query(query_texts=["cat"], n_results=1)
+        assert ("embedify_chroma" in sys.modules) == {{imported}}
+        print(found["ids"])
+        """
+    )
+
+    def run(import_line: str, imported: bool) -> subprocess.CompletedProcess[str]:
+        script = reopen.format(import_line=import_line, imported=imported)
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    without = run("", imported=False)
+    assert without.returncode == 1
+    assert "Embedding function embedify_chroma not found" in without.stderr
+    with_import = run("import embedify_chroma  # noqa: F401", imported=True)  # the documented fix
+    assert with_import.returncode == 0, with_import.stderr
+    assert with_import.stdout.strip() == "[['cat']]"
 
 
 def test_documents_and_queries_are_embedded_with_their_roles(

@@ -8,7 +8,7 @@ from typing import Any
 
 import openai
 import pytest
-from embedify_openai.testing import API_KEY, FakeOpenAI, go_duration
+from embedify_openai.testing import API_KEY, FakeOpenAI, go_duration, serve_fake_openai
 
 from embedify.testing import LoopbackServer, Request
 
@@ -116,3 +116,22 @@ def test_the_sdk_sees_openais_429() -> None:
     assert caught.value.code == "rate_limit_exceeded" and caught.value.type == "requests"
     assert caught.value.response.headers["x-ratelimit-remaining-requests"] == "0"
     assert caught.value.response.headers["retry-after"] == "60"
+
+
+def test_serve_fake_openai_serves_the_sdk_for_the_block_only() -> None:
+    fake = FakeOpenAI(quota_exhausted=True)
+    with serve_fake_openai() as server, serve_fake_openai(fake) as broke:
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+        answer = client.embeddings.create(input=["hello"], model="text-embedding-3-small")
+        assert len(answer.data[0].embedding) == 1536
+        assert server.fake.log[0]["body"]["input"] == ["hello"]
+        wrong_key = openai.OpenAI(base_url=server.base_url, api_key="sk-other", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong_key.embeddings.create(input=["hello"], model="text-embedding-3-small")
+        assert broke.fake is fake
+        broken = openai.OpenAI(base_url=broke.base_url, api_key=broke.api_key, max_retries=0)
+        with pytest.raises(openai.RateLimitError, match="exceeded your current quota"):
+            broken.embeddings.create(input=["hello"], model="text-embedding-3-small")
+    after = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    with pytest.raises(openai.APIConnectionError):  # it stopped listening with the block
+        after.embeddings.create(input=["hello"], model="text-embedding-3-small")

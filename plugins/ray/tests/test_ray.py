@@ -76,3 +76,25 @@ def test_actors_share_a_keys_request_budget() -> None:
     assert len(out) == 360
     assert statuses.count(429) == 0
     assert statuses.count(200) == 360
+
+
+@pytest.mark.parametrize("kind", [pa.dictionary(pa.int32(), pa.string()), pa.string_view()])
+def test_a_dictionary_or_string_view_column_is_embedded_on_ray(
+    tmp_path: Path, kind: pa.DataType
+) -> None:
+    corpus = texts(3_000)
+    table = pa.table({"id": list(range(3_000)), "text": pa.array(corpus).cast(kind)})
+    source = tmp_path / "in.parquet"
+    pq.write_table(table, source)
+    assert pq.read_schema(source).field("text").type == kind  # what a reader gets back
+    embed_file(source, tmp_path / "out", "fake:16", part_rows=1_000, ray_address="local")
+    written = pa.concat_tables(
+        pq.read_table(p) for p in sorted((tmp_path / "out").glob("*.parquet"))
+    )
+    flat = written.column("embedding").combine_chunks().flatten().to_numpy()
+    np.testing.assert_array_equal(flat.reshape(3_000, 16), get_model("fake:16").embed(corpus))
+    assert written.schema.field("text").type == kind  # the rows are written as they were read
+    if pa.types.is_dictionary(kind):  # Ray Data itself cannot hold string views
+        rows = embed_dataset(ray.data.from_arrow(table), "fake:16").take(1)
+        vector = get_model("fake:16").embed(corpus[:1])[0]
+        np.testing.assert_array_equal(rows[0]["embedding"], vector)

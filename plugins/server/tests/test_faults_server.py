@@ -53,13 +53,18 @@ KEY = "s3cret-key-0123"
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The calls `embedify serve` would have served, instead of serving them."""
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(server_cli, "serve", lambda model, **kwargs: calls.append(kwargs))
+
+    def record(listener: socket.socket, app: Any, **kwargs: Any) -> None:
+        listener.close()
+        calls.append({"settings": app.state.embedding_server.settings, **kwargs})
+
+    monkeypatch.setattr(server_cli, "serve_on", record)
     monkeypatch.delenv("EMBEDIFY_SERVER_API_KEY", raising=False)
     return calls
 
 
 def invoke(args: Sequence[str], env: dict[str, str] | None = None) -> Any:
-    return CliRunner().invoke(cli, ["serve", "fake:16", *args], env=env)
+    return CliRunner().invoke(cli, ["serve", "fake:16", "--port", "0", *args], env=env)
 
 
 @pytest.mark.parametrize("key", ["", "   ", "\t"])

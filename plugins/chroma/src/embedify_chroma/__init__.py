@@ -3,7 +3,8 @@
 Chroma stores an embedding function's ``name()`` and ``get_config()`` with each collection and
 rebuilds it with ``build_from_config`` when the collection is opened without one, so a
 collection reopened in another process embeds its queries with the model that embedded its
-documents. Documents (``add``, ``upsert``, ``update``) are embedded with the ``document`` role,
+documents, once that process imported this module (``import embedify_chroma``). Documents
+(``add``, ``upsert``, ``update``) are embedded with the ``document`` role,
 ``query(query_texts=...)`` with the ``query`` role, each call as one engine job.
 """
 
@@ -67,7 +68,10 @@ class EmbedifyEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def name() -> str:
-        return "embedify"
+        """Chroma stores this name with the collection and, on opening it, looks it up among
+        the embedding functions imported so far. When this module was not imported, Chroma's
+        error only repeats the name, so the name is the module that fixes it."""
+        return "embedify_chroma"
 
     def default_space(self) -> Space:
         return "cosine"

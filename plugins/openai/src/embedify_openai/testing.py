@@ -30,6 +30,12 @@ Tokens are counted by a simple rule (a word or a punctuation mark is one token),
 client's estimate does not always bound: that is what exercises the client's handling of
 the server's "maximum context length" errors. The rate limiter charges the same count.
 
+To test your own code offline, :func:`serve_fake_openai` serves a fake for a ``with`` block
+and gives the URL and key to point a model or the ``openai`` SDK at::
+
+    with serve_fake_openai() as server:
+        model = embedify.get_model("openai", base_url=server.base_url, api_key=server.api_key)
+
 Benchmarks need the fake not to be the bottleneck: answers are assembled from per-text encoded
 vectors kept in memory (:meth:`FakeOpenAI.precompute` fills them ahead of a timed run), so a
 request costs the server little more than parsing its JSON.
@@ -38,19 +44,20 @@ request costs the server little more than parsing its JSON.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from embedify.testing import FakeService, Request, Response
+from embedify.testing import FakeService, LoopbackServer, Request, Response
 
 API_KEY = "sk-test-0123456789abcdef"
 MODELS = {
@@ -526,3 +533,22 @@ class FakeOpenAI(FakeService):
         with self._lock:
             self._refill()
             return self._limit_headers()
+
+
+@dataclass(frozen=True)
+class FakeOpenAIServer:
+    """A :class:`FakeOpenAI` being served: what a client needs to reach it, and the fake,
+    whose ``log`` holds every exchange (status, path, headers, body)."""
+
+    base_url: str  # ``http://127.0.0.1:PORT/v1``, for embedify's ``base_url`` and the SDK's
+    api_key: str  # the only key the fake accepts, as the real API accepts only yours
+    fake: FakeOpenAI
+
+
+@contextlib.contextmanager
+def serve_fake_openai(fake: FakeOpenAI | None = None) -> Iterator[FakeOpenAIServer]:
+    """Serve ``fake`` (default: ``FakeOpenAI()``, OpenAI's limits and answers with no faults)
+    on 127.0.0.1 at a free port for the ``with`` block; it stops when the block ends."""
+    served = fake if fake is not None else FakeOpenAI()
+    with LoopbackServer(served) as server:
+        yield FakeOpenAIServer(f"{server.url}/v1", API_KEY, served)

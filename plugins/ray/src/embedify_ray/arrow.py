@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from embedify.model import Role
 
 
+def is_text(kind: pa.DataType) -> bool:
+    """Whether a column of ``kind`` holds text: any Arrow string layout (``string``,
+    ``large_string``, ``string_view``), or a dictionary of strings (pandas' categoricals)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    layouts = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    return any(is_layout(kind) for is_layout in layouts)
+
+
 def texts_of(table: pa.Table, column: str, *, first_row: int | None = None) -> list[str]:
     """The strings of ``column``; a missing column or a null names the fix. ``first_row`` is
     the table's first row in the whole input, or ``None`` where rows are not numbered (Ray
@@ -24,7 +33,7 @@ def texts_of(table: pa.Table, column: str, *, first_row: int | None = None) -> l
             "Pick one with --column (or column=...)."
         )
     values = table.column(column)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    if not is_text(values.type):
         raise ConfigurationError(
             f"column {column!r} holds {values.type}, not text; embed a string column."
         )

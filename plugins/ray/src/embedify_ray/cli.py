@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from embedify.cli import model_option, options_option, parse_options
+from embedify.cli import (
+    UsageFailure,
+    load_model,
+    model_option,
+    options_option,
+    parse_options,
+)
 
 
 @click.command("embed-dataset")
@@ -33,7 +40,9 @@ from embedify.cli import model_option, options_option, parse_options
     help="Embed on Ray: alone, a local cluster; with ADDRESS, a running one (ray://... or "
     "host:port).",
 )
-@click.option("--actors", type=click.IntRange(min=1), default=None, help="Ray actors to start.")
+@click.option(
+    "--actors", type=click.IntRange(min=1), default=None, help="Ray actors to start (with --ray)."
+)
 def embed_dataset_command(
     input_path: Path,
     output: Path,
@@ -48,21 +57,36 @@ def embed_dataset_command(
 ) -> None:
     """Embed COLUMN of a Parquet or JSONL file IN into Parquet parts under the folder OUT.
 
-    Streams the input part by part; a rerun skips the parts already written.
+    Streams the input part by part; a rerun skips the parts already written. On one machine
+    this needs pyarrow only; --ray needs embedify-ray's cluster extra (Ray).
     """
     from embedify_ray.files import embed_file
 
-    report = embed_file(
-        input_path,
-        output,
-        model_name,
-        column=column,
-        output_column=output_column,
-        role=role,  # type: ignore[arg-type]
-        part_rows=part_rows,
-        ray_address=ray_address,
-        actors=actors,
-        show_progress=True,
-        **parse_options(model_options),
-    )
+    if actors is not None and ray_address is None:
+        raise UsageFailure(
+            f"--actors {actors} sizes the actor pool on Ray: add --ray (a local Ray cluster) "
+            "or --ray ADDRESS, or leave --actors out"
+        )
+
+    model = load_model(model_name, model_options)  # a wrong name or option: exit 2
+    layout: dict[str, Any] = {
+        "column": column,
+        "output_column": output_column,
+        "role": role,
+        "part_rows": part_rows,
+        "show_progress": True,
+    }
+    if ray_address is None:
+        report = embed_file(input_path, output, model, **layout)
+    else:  # each actor builds its own model, from the name and options
+        options = parse_options(model_options)
+        report = embed_file(
+            input_path,
+            output,
+            model_name,
+            ray_address=ray_address,
+            actors=actors,
+            **layout,
+            **options,
+        )
     click.echo(report.summary())

@@ -101,10 +101,10 @@ def plan_for(
     cluster: Mapping[str, float],
     actors: int | None,
     reserved_cpus: float = READ_TASK_CPUS,
-) -> tuple[ActorPlan, str]:
+) -> tuple[ActorPlan, EmbeddingModel]:
     """Build the model once in the driver (errors surface here, not in an actor; a local
-    model's ONNX graph is built once) and plan its actors. Returns the plan and the model's
-    fingerprint."""
+    model's ONNX graph is built once) and plan its actors. Returns the plan and the driver's
+    model, whose info (fingerprint, limits) the actors' models share."""
     from embedify import get_model
 
     probe = get_model(model, **options)
@@ -116,7 +116,7 @@ def plan_for(
         actors=actors,
         reserved_cpus=reserved_cpus,
     )
-    return plan, probe.info.fingerprint()
+    return plan, probe
 
 
 class BatchEmbedder:
@@ -165,10 +165,9 @@ def embed_dataset(
     embedify's engine, which plans the requests. Options are the model's options
     (``dimensions``, ``batch_size`` per request, ``requests_per_minute``, ...).
     """
-    import ray
+    from embedify_ray.cluster import connect
 
-    if not ray.is_initialized():
-        ray.init()
+    ray = connect(None)
     plan, _ = plan_for(model, options, ray.cluster_resources(), actors)
     return ds.map_batches(
         BatchEmbedder,

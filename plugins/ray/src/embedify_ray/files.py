@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedify.errors import ConfigurationError, EmbedifyError
-from embedify_ray.arrow import add_embeddings
+from embedify_ray.arrow import add_embeddings, is_text
+from embedify_ray.progress import ProgressReporter
 from embedify_ray.schema import RowSchema
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 MANIFEST = "_embedify.json"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+#: Fewest rows a part is embedded at a time (see :func:`chunk_rows`).
+MIN_CHUNK_ROWS = 1_024
 
 
 @dataclass
@@ -149,7 +152,7 @@ def _scan_parquet(path: Path, column: str, stamp: tuple[int, int]) -> InputScan:
     if column not in schema.names:
         raise _missing_column(column, schema)
     kind = schema.field(column).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+    if not is_text(kind):
         raise ConfigurationError(
             f"column {column!r} holds {kind}, not text; embed a string column."
         )
@@ -299,6 +302,14 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def chunk_rows(part_rows: int, inputs_per_request: int | None, concurrency: int) -> int:
+    """Rows per embedding call: a part is split so that progress moves while it runs, but a
+    call holds at least one wave of the requests the model sends at once, so no call leaves the
+    model's concurrency idle (a remote model's part then goes in one call)."""
+    wave = (inputs_per_request or 1) * concurrency
+    return min(part_rows, max(MIN_CHUNK_ROWS, wave))
+
+
 def embed_file(
     input_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -315,57 +326,66 @@ def embed_file(
 ) -> FileReport:
     """Embed ``column`` of a Parquet/JSONL file into Parquet parts under ``output``.
 
-    In-process by default; with ``ray_address`` (``"local"`` starts a local Ray cluster, else
-    the address of a running one) the parts are embedded by an actor pool, one model per actor,
-    and ``model`` must be a name (each actor builds its own).
+    In-process by default, with pyarrow alone; with ``ray_address`` (``"local"`` starts a
+    local Ray cluster, else the address of a running one) the parts are embedded by an actor
+    pool, one model per actor, and ``model`` must be a name (each actor builds its own).
+    ``show_progress`` writes rows, rows/s and time left to stderr while parts run.
     """
     from embedify import EmbeddingModel, get_model
 
     source, target = Path(input_path), Path(output)
     if not source.is_file():
         raise ConfigurationError(f"{source}: no such input file.")
+    if actors is not None and ray_address is None:
+        raise ConfigurationError(
+            f"actors={actors} sizes the actor pool on Ray: embed on Ray too (--ray, "
+            "ray_address='local'), or leave actors out."
+        )
     started = time.perf_counter()
     if ray_address is None:
         embedder = model if isinstance(model, EmbeddingModel) else get_model(model, **options)
-        fingerprint = embedder.info.fingerprint()
+        probe = embedder
     elif isinstance(model, EmbeddingModel):
         raise ConfigurationError(
             "on Ray, give the model by name (each actor builds its own), e.g. model='local'."
         )
     else:
-        import ray
-
+        from embedify_ray.cluster import connect
         from embedify_ray.dataset import plan_for
 
-        if not ray.is_initialized():
-            ray.init(address=None if ray_address == "local" else ray_address)
+        ray = connect(ray_address)
         # The driver reads the input, so no Ray read task needs a CPU beside the actors.
-        plan, fingerprint = plan_for(
-            model, options, ray.cluster_resources(), actors, reserved_cpus=0.0
-        )
+        plan, probe = plan_for(model, options, ray.cluster_resources(), actors, reserved_cpus=0.0)
+    info = probe.info
+    rows_per_call = chunk_rows(part_rows, info.limits.max_inputs_per_request, info.max_concurrency)
     scan = scan_input(source, column, output_column)  # refuses a bad input before any write
     parts = enumerate(read_parts(scan, part_rows))
     done = _open_output(
-        target, _manifest(source, fingerprint, column, output_column, role, part_rows)
+        target, _manifest(source, info.fingerprint(), column, output_column, role, part_rows)
     )
-    progress = _progress(scan.rows, show_progress)
+    progress = ProgressReporter(scan.rows) if show_progress else None
     skipped = embedded = 0
     try:
         if ray_address is None:
             for index, table in parts:
                 if index in done:
                     skipped += table.num_rows
-                else:
-                    first_row = index * part_rows
-                    _write_part(
-                        target,
-                        index,
+                    if progress:
+                        progress.update(skipped=table.num_rows)
+                    continue
+                pieces = []
+                for offset in range(0, table.num_rows, rows_per_call):
+                    chunk = table.slice(offset, rows_per_call)
+                    first_row = index * part_rows + offset
+                    pieces.append(
                         add_embeddings(
-                            table, embedder, column, output_column, role, first_row=first_row
-                        ),
+                            chunk, embedder, column, output_column, role, first_row=first_row
+                        )
                     )
-                    embedded += table.num_rows
-                progress.update(table.num_rows)
+                    if progress:
+                        progress.update(embedded=chunk.num_rows)
+                _write_part(target, index, pa.concat_tables(pieces))
+                embedded += table.num_rows
         else:
             skipped, embedded = _embed_on_ray(
                 parts,
@@ -377,10 +397,12 @@ def embed_file(
                 output_column,
                 role,
                 part_rows,
+                rows_per_call,
                 progress,
             )
     finally:
-        progress.close()
+        if progress:
+            progress.close()
     return FileReport(
         rows=scan.rows,
         embedded_rows=embedded,
@@ -389,12 +411,6 @@ def embed_file(
         seconds=time.perf_counter() - started,
         peak_memory_mb=_peak_memory_mb(),
     )
-
-
-def _progress(total: int, show: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="row", desc="embedding", disable=not show)
 
 
 def _embed_on_ray(
@@ -407,10 +423,14 @@ def _embed_on_ray(
     output_column: str,
     role: Role,
     part_rows: int,
-    progress: Any,
+    rows_per_call: int,
+    progress: ProgressReporter | None,
 ) -> tuple[int, int]:
-    """Feed parts to an actor pool, at most two per actor in flight, and write each part as
-    it comes back: the driver holds a bounded number of parts whatever the file's size."""
+    """Feed parts to an actor pool ``rows_per_call`` rows at a time, at most two calls per
+    actor in flight, and write each part once all its rows came back: the driver holds a
+    bounded number of parts whatever the file's size. Actors get the text column only (as
+    ``string`` when it is a ``string_view``, which Ray cannot serialize) and send back the
+    embeddings, which the driver adds to the rows it kept."""
     import ray
 
     from embedify_ray.dataset import BatchEmbedder
@@ -421,34 +441,58 @@ def _embed_on_ray(
         for _ in range(plan.actors)
     ]
     load = dict.fromkeys(range(len(pool)), 0)
-    in_flight: dict[Any, tuple[int, int, int]] = {}  # ref -> (part, actor, rows)
+    in_flight: dict[Any, tuple[int, int, int]] = {}  # ref -> (part, piece, actor)
+    rows: dict[int, list[pa.Table]] = {}  # part -> its pieces, in order, without embeddings
+    pieces: dict[int, list[pa.Table | None]] = {}  # part -> its embedded pieces, in order
     skipped = embedded = 0
 
     def finish_one() -> None:
         nonlocal embedded
         (ready,), _ = ray.wait(list(in_flight), num_returns=1)
-        index, actor, rows = in_flight.pop(ready)
+        index, piece, actor = in_flight.pop(ready)
         load[actor] -= 1
         try:
-            table = ray.get(ready)
+            vectors = ray.get(ready).column(output_column)
         except ray.exceptions.RayTaskError as error:
             cause = getattr(error, "cause", None)
             raise (cause if isinstance(cause, EmbedifyError) else error) from None
-        _write_part(output, index, table)
-        embedded += rows
-        progress.update(rows)
+        chunk = rows[index][piece]
+        pieces[index][piece] = chunk.append_column(output_column, vectors)
+        if progress:
+            progress.update(embedded=chunk.num_rows)
+        if all(table is not None for table in pieces[index]):
+            whole = pa.concat_tables([table for table in pieces.pop(index) if table is not None])
+            del rows[index]
+            _write_part(output, index, whole)
+            embedded += whole.num_rows
 
     for index, table in parts:
         if index in done:
             skipped += table.num_rows
-            progress.update(table.num_rows)
+            if progress:
+                progress.update(skipped=table.num_rows)
             continue
-        while len(in_flight) >= 2 * len(pool):
-            finish_one()
-        actor = min(load, key=load.__getitem__)
-        load[actor] += 1
-        ref = pool[actor].embed.remote(table, index * part_rows)
-        in_flight[ref] = (index, actor, table.num_rows)
+        offsets = range(0, table.num_rows, rows_per_call)
+        rows[index] = [table.slice(offset, rows_per_call) for offset in offsets]
+        pieces[index] = [None] * len(offsets)
+        texts = _serializable_texts(table.select([column]))
+        for piece, offset in enumerate(offsets):
+            while len(in_flight) >= 2 * len(pool):
+                finish_one()
+            actor = min(load, key=load.__getitem__)
+            load[actor] += 1
+            chunk = texts.slice(offset, rows_per_call)
+            ref = pool[actor].embed.remote(chunk, index * part_rows + offset)
+            in_flight[ref] = (index, piece, actor)
     while in_flight:
         finish_one()
     return skipped, embedded
+
+
+def _serializable_texts(table: pa.Table) -> pa.Table:
+    """``table`` (one text column) with a ``string_view`` column cast to ``string``: Ray's
+    serializer does not handle string views."""
+    kind = table.schema.field(0).type
+    if not pa.types.is_string_view(kind):
+        return table
+    return table.set_column(0, table.column_names[0], table.column(0).cast(pa.string()))

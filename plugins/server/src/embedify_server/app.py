@@ -41,7 +41,11 @@ from embedify import errors
 from embedify.model import public_name
 from embedify_server.batcher import Batcher, Overloaded, ShuttingDown
 from embedify_server.metrics import Metrics
-from embedify_server.scheduling import client_retry_after
+from embedify_server.scheduling import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    batch_token_budget,
+    client_retry_after,
+)
 
 Flavour = Literal["openai", "tei"]
 JSON = "application/json"
@@ -60,8 +64,11 @@ class ServerSettings(BaseModel):
         None, description="Clients must send 'Authorization: Bearer <key>'; never logged."
     )
     max_client_batch_size: int = Field(32, gt=0, description="Most inputs in one request.")
-    max_batch_tokens: int = Field(
-        16_384, gt=0, description="Token budget of one model batch (inputs x longest input)."
+    max_batch_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Token budget of one model batch (inputs x longest input); by default the "
+        f"model's own budget per request, at most {DEFAULT_MAX_BATCH_TOKENS}.",
     )
     max_concurrent_requests: int = Field(
         512, gt=0, description="Inputs accepted and not yet answered; past it, 429."
@@ -191,14 +198,16 @@ class EmbeddingServer:
         self.name = settings.served_model_name or name
         self.metrics = Metrics()
         info = model.info
+        max_batch_tokens = batch_token_budget(
+            settings.max_batch_tokens, info.limits.max_tokens_per_request
+        )
         self.max_input_length = info.limits.max_tokens_per_input
         if self.max_input_length is not None:
-            self.max_input_length = min(self.max_input_length, settings.max_batch_tokens)
-        model_tokens = info.limits.max_tokens_per_request
+            self.max_input_length = min(self.max_input_length, max_batch_tokens)
         self.batcher = Batcher(
             model,
             max_batch_inputs=info.limits.max_inputs_per_request or 256,
-            max_batch_tokens=min(settings.max_batch_tokens, model_tokens or 1 << 62),
+            max_batch_tokens=max_batch_tokens,
             max_queued_inputs=settings.max_concurrent_requests,
             batches_in_flight=info.max_concurrency,
             metrics=self.metrics,

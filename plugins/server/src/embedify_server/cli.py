@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from embedify.cli import load_model, options_option
+from embedify.cli import UsageFailure, load_model, options_option
+from embedify_server.scheduling import DEFAULT_MAX_BATCH_TOKENS
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+    from starlette.applications import Starlette
 
     from embedify_server.app import ServerSettings
 
@@ -25,16 +28,24 @@ def serve(
     """Serve ``model`` (a model or a name) with uvicorn until SIGINT or SIGTERM.
 
     On either signal the server stops accepting connections and answers every request it has
-    accepted, for at most ``settings.drain_timeout`` seconds (then 503), before it exits.
+    accepted, for at most ``settings.drain_timeout`` seconds (then 503), before it exits. A
+    port already taken raises :class:`~embedify_server.listening.PortInUseError`.
     """
     from embedify_server.app import create_app
+    from embedify_server.listening import listen
+
+    with listen(host, port) as listener:
+        serve_on(listener, create_app(model, settings), access_log=access_log)
+
+
+def serve_on(listener: socket.socket, app: Starlette, *, access_log: bool = True) -> None:
+    """Run ``app`` (of :func:`~embedify_server.app.create_app`) on a bound ``listener``."""
     from embedify_server.serving import DrainingServer, log_auth_banner
 
-    server = DrainingServer(
-        create_app(model, settings), host=host, port=port, access_log=access_log
-    )
+    server = DrainingServer(app, access_log=access_log)
+    host, port = listener.getsockname()[:2]
     log_auth_banner(server.embedding_server, f"http://{host}:{port}")
-    server.run()
+    server.run(sockets=[listener])
 
 
 @click.command("serve")
@@ -64,7 +75,13 @@ def serve(
     type=int,
     help="Most inputs in one request; at most --max-concurrent-requests.",
 )
-@click.option("--max-batch-tokens", default=16_384, show_default=True, type=int)
+@click.option(
+    "--max-batch-tokens",
+    default=None,
+    type=int,
+    help="Token budget of one model batch (inputs x longest input). Default: the model's own "
+    f"budget per request, at most {DEFAULT_MAX_BATCH_TOKENS}; /info shows the one in force.",
+)
 @click.option(
     "--max-concurrent-requests",
     default=512,
@@ -98,7 +115,7 @@ def serve_command(
     model_options: tuple[str, ...],
     served_model_name: str | None,
     max_client_batch_size: int,
-    max_batch_tokens: int,
+    max_batch_tokens: int | None,
     max_concurrent_requests: int,
     auto_truncate: bool,
     payload_limit: int,
@@ -114,7 +131,9 @@ def serve_command(
     from pydantic import ValidationError
 
     from embedify.config import default_model_name
-    from embedify_server.app import ServerSettings
+    from embedify.errors import ConfigurationError
+    from embedify_server.app import ServerSettings, create_app
+    from embedify_server.listening import listen
 
     name = model or default_model_name()
     if api_key is not None and no_auth:
@@ -137,13 +156,13 @@ def serve_command(
         )
     except ValidationError as error:
         raise click.UsageError(_one_line(error)) from None
-    serve(
-        load_model(name, model_options),
-        host=host,
-        port=port,
-        settings=settings,
-        access_log=access_log,
-    )
+    with listen(host, port) as listener:  # before the model loads: a taken port fails at once
+        model_to_serve = load_model(name, model_options)
+        try:
+            app = create_app(model_to_serve, settings)
+        except ConfigurationError as error:  # a limit the model cannot honour
+            raise UsageFailure(str(error)) from None
+        serve_on(listener, app, access_log=access_log)
 
 
 def _one_line(error: ValidationError) -> str:

@@ -23,6 +23,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from embedify.errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class QueuedInput:
@@ -119,3 +121,23 @@ def updated_rate(previous: float | None, inputs: int, seconds: float, weight: fl
     """Moving average of inputs per second, updated with one finished batch."""
     current = inputs / max(seconds, 1e-6)
     return current if previous is None else (1 - weight) * previous + weight * current
+
+
+#: TEI's token budget of one batch; a model that takes fewer tokens per request sets its own.
+DEFAULT_MAX_BATCH_TOKENS = 16_384
+
+
+def batch_token_budget(requested: int | None, model_limit: int | None) -> int:
+    """The token budget of one model batch: ``requested`` (``--max-batch-tokens``), else the
+    model's own limit per request capped at TEI's default. A request past the model's limit is
+    refused, as the engine would split such batches anyway and /info would promise what the
+    server cannot do."""
+    if requested is None:
+        return min(model_limit or DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS)
+    if model_limit is not None and requested > model_limit:
+        raise ConfigurationError(
+            f"--max-batch-tokens {requested} is more than the model takes in one request "
+            f"({model_limit} tokens): pass at most {model_limit}, or leave it out to use the "
+            "model's own budget"
+        )
+    return requested

@@ -10,7 +10,6 @@ uvicorn serves on 127.0.0.1 at a free port in a background thread, with the full
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 def running_server(model: Any = "fake", settings: Any = None) -> Iterator[str]:
     """Serve ``model`` (a model or a name) and yield its base URL, ``http://127.0.0.1:PORT``."""
     from embedify_server.app import create_app
+    from embedify_server.listening import listen
     from embedify_server.serving import DrainingServer
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
+    listener = listen("127.0.0.1", 0)
     port = listener.getsockname()[1]
     server = DrainingServer(create_app(model, settings), log_level="warning", access_log=False)
     thread = threading.Thread(
