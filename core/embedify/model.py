@@ -278,6 +278,12 @@ class EmbeddingModel:
                 "calibration= needs at least 2 texts (a few hundred like your data are best)."
             )
 
+    def learn_dimension(self, width: int) -> None:
+        """Record the dimension the first answer showed, for a model that could not say it
+        before (an unknown model, a compatible server); the engine's one write to a model."""
+        if self.dimension is None:
+            self.dimension = width
+
     def dimensions_problem(self) -> str | None:
         """Why the ``dimensions`` option cannot be served (``None``: it can, or is unset)."""
         requested = self.options.dimensions

@@ -2,11 +2,14 @@
 left through the executor, store each finished request at once, assemble the vectors.
 
 The engine's state for a model (its pacer and request sizer, shared by all its jobs) lives
-here, keyed by the model object and dropped with it; nothing is written onto the model.
+here, keyed by the model object and dropped with it. The only thing written onto a model is
+the dimension its first answer showed, when it could not say it before
+(``EmbeddingModel.learn_dimension``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 import weakref
@@ -52,25 +55,37 @@ class ModelState:
     ranges: Vectors | None = None  # int8/uint8 ranges from the calibration set, once measured
 
 
-_states: dict[int, ModelState] = {}
+# Keyed by the model object, under a lock: two threads or event loops making a model's first
+# call at the same moment must share one Pacer, or its rate budget would be spent twice.
+_states: weakref.WeakKeyDictionary[EmbeddingModel, ModelState] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
 
 
 def model_state(model: EmbeddingModel) -> ModelState | None:
     """The engine's state for ``model`` (``None`` before its first job)."""
-    return _states.get(id(model))
+    with _states_lock:
+        return _states.get(model)
 
 
 async def _state_for(model: EmbeddingModel) -> ModelState:
-    state = _states.get(id(model))
+    state = model_state(model)
     if state is not None:
         return state
-    await model.prepare()  # first job: the provider may learn its limits here
+    await model.prepare()  # first job: the provider may learn its limits here (may run twice)
+    with _states_lock:
+        state = _states.get(model)
+        if state is None:
+            state = _states[model] = _new_state(model)
+        return state
+
+
+def _new_state(model: EmbeddingModel) -> ModelState:
     info, options = model.info, model.options
     if options.max_concurrency is not None:
         ceiling = options.max_concurrency
     else:
         ceiling = ADAPTIVE_MAX_IN_FLIGHT if info.native_async else info.max_concurrency
-    state = ModelState(
+    return ModelState(
         Pacer(
             start_in_flight=info.max_concurrency,
             max_in_flight=ceiling,
@@ -84,10 +99,6 @@ async def _state_for(model: EmbeddingModel) -> ModelState:
             timeout=options.timeout,
         ),
     )
-    key = id(model)
-    _states[key] = state
-    weakref.finalize(model, _states.pop, key, None)
-    return state
 
 
 async def embed_job(
@@ -142,9 +153,8 @@ async def embed_job(
             vectors = provider_codes(raw, precision, repr(model)).astype(np.float32)
         else:
             vectors = finished(raw, model, output_dimension)
-        if model.dimension is None:
-            packed = provider_codes_wanted and precision in PACKED
-            model.dimension = int(raw.shape[1]) * (8 if packed else 1)
+        packed = provider_codes_wanted and precision in PACKED
+        model.learn_dimension(int(raw.shape[1]) * (8 if packed else 1))
         rows.put(batch, vectors)
         if cache is not None:
             cache.put(batch, vectors)

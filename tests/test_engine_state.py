@@ -1,0 +1,52 @@
+"""The engine's per-model state: one Pacer per model, however many threads make its first call
+at once, dropped with the model."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import weakref
+
+import pytest
+
+from embedify.engine import job
+from embedify.engine.job import model_state
+from embedify.fake import FakeEmbeddingModel
+
+
+class SlowToPrepare(FakeEmbeddingModel):
+    """Holds every first call in ``prepare`` until ``callers`` of them are there."""
+
+    def __init__(self, callers: int) -> None:
+        super().__init__()
+        self.gate = threading.Barrier(callers, timeout=30)
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self.gate.wait)
+
+
+def test_first_calls_racing_in_threads_share_one_pacer(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = SlowToPrepare(callers=4)
+    made = []
+    new_state = job._new_state
+    monkeypatch.setattr(job, "_new_state", lambda m: made.append(new_state(m)) or made[-1])
+    threads = [threading.Thread(target=model.embed, args=([f"text {i}"],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(made) == 1  # four first calls, every one past the "no state yet" check
+    state = model_state(model)
+    assert state is not None and state.pacer is made[0].pacer
+
+
+def test_the_state_goes_with_its_model() -> None:
+    model = FakeEmbeddingModel()
+    model.embed(["x"])
+    assert model_state(model) is not None
+    before = len(job._states)
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None and len(job._states) == before - 1
