@@ -49,6 +49,7 @@ from pydantic import Field
 import embedify
 from embedify import errors
 from embedify.model import public_url
+from embedify.quantize import PRECISIONS
 from embedify.responses import vector_matrix
 
 INPUT_TYPES = {
@@ -58,14 +59,6 @@ INPUT_TYPES = {
     "clustering": "clustering",
 }
 TRUNCATE = {"error": "NONE", "end": "END", "start": "START"}
-# precision: Cohere's embedding type, the key of its answer too
-EMBEDDING_TYPES = {
-    "float32": "float",
-    "int8": "int8",
-    "uint8": "uint8",
-    "binary": "binary",
-    "ubinary": "ubinary",
-}
 COHERE = {"schema": "cohere", "dimension": 1024, "inputs": 96, "tokens": 512}
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "amazon.titan-embed-text-v2:0": {
@@ -122,7 +115,7 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
         self.schema = known.get("schema") or _schema(self.model_id)
         if self.schema == "cohere":
             self.role_mapping = {role: f"input_type={kind}" for role, kind in INPUT_TYPES.items()}
-            self.output_dtypes = tuple(EMBEDDING_TYPES)
+            self.output_dtypes = PRECISIONS
         self.dimension = known.get("dimension")
         self.allowed_dimensions = known.get("dimensions")
         self.supports_dimensions = self.allowed_dimensions is not None
@@ -187,11 +180,12 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
             if self.options.normalize is not None:
                 body["normalize"] = self.options.normalize
         else:
+            kind = "float" if self.options.precision == "float32" else self.options.precision
             body = {
                 "texts": texts,
                 "input_type": INPUT_TYPES[role],
                 "truncate": TRUNCATE[self.options.truncate],
-                "embedding_types": [EMBEDDING_TYPES[self.options.precision]],
+                "embedding_types": [kind],
             }
         loop = asyncio.get_running_loop()
         try:
@@ -204,7 +198,6 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
             rows = [answer.get("embedding")] if isinstance(answer, dict) else answer
         else:
             rows = answer.get("embeddings") if isinstance(answer, dict) else answer
-            kind = EMBEDDING_TYPES[self.options.precision]
             rows = rows.get(kind) if isinstance(rows, dict) else rows
         return vector_matrix(rows, len(texts), source=repr(self))
 

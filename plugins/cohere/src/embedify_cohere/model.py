@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
+from embedify.quantize import PRECISIONS
 from embedify.responses import vector_matrix
 
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
@@ -31,14 +32,6 @@ INPUT_TYPES = {
     "clustering": "clustering",
 }
 TRUNCATE = {"error": "NONE", "end": "END", "start": "START"}
-# precision: Cohere's embedding type (the key of its answer, too)
-EMBEDDING_TYPES = {
-    "float32": "float",
-    "int8": "int8",
-    "uint8": "uint8",
-    "binary": "binary",
-    "ubinary": "ubinary",
-}
 
 
 class CohereOptions(embedify.HTTPOptions):
@@ -83,7 +76,7 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
         known = KNOWN_MODELS.get(self.model_id, {})
         self.allowed_dimensions = known.get("dimensions")
         self.supports_dimensions = self.allowed_dimensions is not None
-        self.output_dtypes = tuple(EMBEDDING_TYPES)
+        self.output_dtypes = PRECISIONS
         self.dimension = known.get("dimension")
         self.normalized = bool(known)
         self.limits = embedify.Limits(
@@ -110,7 +103,7 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
         extra: dict[str, Any] = {}
         if self.options.dimensions is not None:
             extra["output_dimension"] = self.options.dimensions
-        kind = EMBEDDING_TYPES[self.options.precision]
+        kind = "float" if self.options.precision == "float32" else self.options.precision
         url = f"{self.base_url}/v2/embed"
         try:
             raw = await self.client().with_raw_response.embed(

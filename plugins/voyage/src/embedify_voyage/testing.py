@@ -43,15 +43,8 @@ MODELS: dict[str, tuple[int, tuple[int, ...], int, int]] = {
 }
 MAX_INPUTS = 1000
 OUTPUT_DTYPES = ("float", "int8", "uint8", "binary", "ubinary")
-QUANTIZED_MODELS = {
-    "voyage-4-large",
-    "voyage-4",
-    "voyage-4-lite",
-    "voyage-3-large",
-    "voyage-3.5",
-    "voyage-3.5-lite",
-    "voyage-code-3",
-}
+# output_dtype beyond float: every model in the table but the domain ones
+QUANTIZED_MODELS = set(MODELS) - {"voyage-finance-2", "voyage-law-2"}
 PROMPTS = {
     "query": "Represent the query for retrieving supporting documents: ",
     "document": "Represent the document for retrieval: ",
