@@ -54,19 +54,22 @@ def decide(error: Exception, at: policy.Attempt | None = None, **kw: object) -> 
 # -- planning -----------------------------------------------------------------------------------
 
 
-def test_plan_respects_every_limit_and_fills_concurrency() -> None:
+def test_requests_respect_every_limit_and_take_every_input_once() -> None:
     tokens = [((i * 37) % 300) + 1 for i in range(5000)]
-    plan = planning.plan_batches(tokens, max_inputs=2048, max_tokens=30_000, concurrency=16)
+    queue = deque(sorted(range(5000), key=lambda i: -tokens[i]))
+    plan = []
+    while queue:
+        plan.append(planning.take_batch(queue, tokens, max_inputs=2048, max_tokens=30_000))
     assert sorted(i for batch in plan for i in batch) == list(range(5000))
     assert all(len(batch) <= 2048 for batch in plan)
     assert all(sum(tokens[i] for i in batch) <= 30_000 for batch in plan)
-    assert len(plan) >= 16  # every slot gets work
 
 
-def test_one_long_input_does_not_raise_the_cap_for_the_others() -> None:
-    plan = planning.plan_batches([150, 50, 50, 50], max_inputs=None, max_tokens=100, concurrency=1)
-    assert [0] in plan  # the over-long input goes alone
-    assert all(sum([150, 50, 50, 50][i] for i in b) <= 100 for b in plan if b != [0])
+def test_one_long_input_goes_alone_and_does_not_raise_the_cap_for_the_others() -> None:
+    queue = deque([0, 1, 2, 3])
+    tokens = [150, 50, 50, 50]
+    plan = [planning.take_batch(queue, tokens, max_inputs=None, max_tokens=100) for _ in range(3)]
+    assert plan == [[0], [1, 2], [3]]
 
 
 def test_take_batch_stops_at_the_token_budget() -> None:

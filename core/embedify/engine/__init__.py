@@ -10,8 +10,7 @@
 """
 
 from embedify.engine.job import embed_job
-from embedify.engine.planning import plan_batches
 from embedify.engine.sync import run_sync
 from embedify.report import EmbeddingResult, ItemReport, Report
 
-__all__ = ["EmbeddingResult", "ItemReport", "Report", "embed_job", "plan_batches", "run_sync"]
+__all__ = ["EmbeddingResult", "ItemReport", "Report", "embed_job", "run_sync"]

@@ -7,7 +7,6 @@ learned from a 413) changes during the job.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -128,30 +127,3 @@ def take_batch(
         batch.append(queue.popleft())
         total += count
     return batch
-
-
-def plan_batches(
-    tokens: Sequence[int],
-    *,
-    max_inputs: int | None,
-    max_tokens: int | None,
-    concurrency: int,
-) -> list[list[int]]:
-    """Group positions ``0..len(tokens)-1`` into requests, all at once.
-
-    Longest inputs first (less padding for local models, the slowest requests start early), at
-    most ``max_inputs`` inputs and ``max_tokens`` tokens per request (an input over
-    ``max_tokens`` goes alone), and small enough that ``concurrency`` requests share the work.
-    """
-    if not tokens:
-        return []
-    queue = deque(sorted(range(len(tokens)), key=lambda i: -tokens[i]))
-    per_request = math.ceil(len(tokens) / concurrency)
-    if max_inputs:
-        per_request = min(per_request, max_inputs)
-    if max_tokens:
-        max_tokens = min(max_tokens, max(1, math.ceil(sum(tokens) / concurrency)))
-    plan = []
-    while queue:
-        plan.append(take_batch(queue, tokens, max_inputs=per_request, max_tokens=max_tokens))
-    return plan
