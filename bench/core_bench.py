@@ -81,7 +81,7 @@ class PrecomputedAcme(FakeService):
         self._tokens: dict[str, int] = {}
 
     def precompute(self, texts: list[str]) -> None:
-        from embedify_acme.server import vector_for
+        from embedify_acme.testing import vector_for
 
         for text in texts:
             self._rows[text] = json.dumps(vector_for(INPUT_TYPE, text, DIMENSION)).encode()
@@ -129,7 +129,7 @@ def ideal_schedule(texts: list[str], in_flight: int) -> tuple[float, int]:
 
 
 def _check(vectors: np.ndarray, texts: list[str]) -> bool:
-    from embedify_acme.server import vector_for
+    from embedify_acme.testing import vector_for
 
     sample = np.linspace(0, len(texts) - 1, min(100, len(texts))).astype(int)
     expected = np.array([vector_for(INPUT_TYPE, texts[i], DIMENSION) for i in sample])

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import machine  # noqa: E402
-from local_bench import docstrings  # noqa: E402
+from harness import machine
+from local_bench import docstrings
 
-import embedify  # noqa: E402
-from embedify.collection import Collection  # noqa: E402
+import embedify
+from embedify.collection import Collection
 
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("float32", {"precision": "float32"}),

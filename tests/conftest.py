@@ -19,9 +19,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def acme() -> Iterator[tuple[LoopbackServer, object]]:
-    """A loopback Acme server and its fault settings (see embedify_acme.server)."""
-    from embedify_acme.server import AcmeServer
+    """A loopback Acme server and its settings (see embedify_acme.testing)."""
+    from embedify_acme.testing import FakeAcme
 
-    behaviour = AcmeServer()
+    behaviour = FakeAcme()
     with LoopbackServer(behaviour) as server:
         yield server, behaviour

@@ -351,7 +351,7 @@ def test_a_failed_job_is_one_line(acme: tuple[Any, Any]) -> None:
     server, _ = acme
     options = ["-o", f"base_url={server.url}", "-o", "api_key=wrong"]
     line = fails("embed", "-m", "acme", *options, "one", "two", status=1)
-    assert line.startswith("Error: 2 of 2 inputs failed: Acme 401: invalid api key")
+    assert line.startswith("Error: 2 of 2 inputs failed: ") and "invalid api key" in line
 
 
 def test_max_words_below_one_is_a_usage_error(tmp_path: Path) -> None:

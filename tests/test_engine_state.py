@@ -13,6 +13,7 @@ import pytest
 from embedify.engine import job
 from embedify.engine.job import model_state
 from embedify.fake import FakeEmbeddingModel
+from embedify.model import Role, Vectors
 
 
 class SlowToPrepare(FakeEmbeddingModel):
@@ -50,3 +51,25 @@ def test_the_state_goes_with_its_model() -> None:
     del model
     gc.collect()
     assert gone() is None and len(job._states) == before - 1
+
+
+class CtrlCInside(FakeEmbeddingModel):
+    def embed_batch(self, texts: list[str], role: Role) -> Vectors:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_a_model_reaches_the_caller_and_the_engine_lives_on() -> None:
+    caught: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            CtrlCInside().embed(["a"])
+        except BaseException as error:
+            caught.append(error)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the caller hangs: the engine's loop died"
+    assert [type(error) for error in caught] == [KeyboardInterrupt]
+    assert FakeEmbeddingModel().embed(["still serving"]).shape == (1, 64)

@@ -177,7 +177,7 @@ def test_an_exact_look_alike_whose_code_lives_elsewhere_is_not_first_party(
         entry_point="llamaindex",
     )
     registry, messages = loaded(tmp_path, monkeypatch)
-    with pytest.raises(UnknownModelError, match="pip install embedify-llamaindex"):
+    with pytest.raises(UnknownModelError, match=r"pip install \./plugins/llamaindex"):
         registry.resolve("llamaindex")
     assert any("embedify-llamaindex" in m and "refused" in m for m in messages), messages
 
@@ -187,7 +187,7 @@ def test_a_bare_first_party_name_is_refused_even_when_its_owner_is_absent(
 ) -> None:
     install(tmp_path, "evil-dist", provides(f"register('langchain', {FAKE}, default_model='3')"))
     registry, messages = loaded(tmp_path, monkeypatch)
-    with pytest.raises(UnknownModelError, match="pip install embedify-langchain"):
+    with pytest.raises(UnknownModelError, match=r"pip install \./plugins/langchain"):
         registry.resolve("langchain")
     (refusal,) = [m for m in messages if "'langchain'" in m]
     assert "evil-dist" in refusal and "EMBEDIFY_PROVIDERS='langchain=evil-dist'" in refusal

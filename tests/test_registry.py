@@ -73,8 +73,13 @@ def test_bare_model_id_resolves_when_one_provider_claims_it() -> None:
 
 def test_unknown_provider_names_the_package_to_install() -> None:
     registry = make_registry()
-    with pytest.raises(UnknownModelError, match="pip install embedify-cohere"):
+    with pytest.raises(UnknownModelError) as error:
         registry.resolve("cohere:embed-english-v3.0")
+    # the command that works today, last on the line so that it copies cleanly
+    assert str(error.value).endswith(
+        "embedify-cohere (not on PyPI yet) from a checkout of the "
+        "embedify repository: pip install ./plugins/cohere"
+    )
     with pytest.raises(UnknownModelError, match="Did you mean 'openai'"):
         registry.resolve("opneai:text-embedding-3-small")
 
@@ -243,7 +248,10 @@ def test_missing_first_party_providers_name_their_package(name: str) -> None:
     }
     with pytest.raises(UnknownModelError) as error:
         registry.resolve(name)
-    assert f"pip install {package[name.partition(':')[0]]}" in str(error.value)
+    distribution = package[name.partition(":")[0]]
+    folder = distribution.removeprefix("embedify-")
+    assert f"install {distribution} (not on PyPI yet)" in str(error.value)
+    assert str(error.value).endswith(f": pip install ./plugins/{folder}")
     assert "Did you mean" not in str(error.value)  # never suggests what was typed
 
 

@@ -93,6 +93,31 @@ def connect(
     return connection
 
 
+def read_cache_stats(path: Path) -> dict[str, int] | None:
+    """``EmbeddingCache.stats`` of the file at ``path`` without creating or changing anything
+    (``embedify cache info`` is a read), or None when there is no file."""
+    if not path.exists():
+        return None
+    if path.is_dir():
+        raise StorageError(f"{path} is a folder, not a cache file.", path=str(path))
+    # Without a journal nothing is pending, and "immutable" opens without creating one; with a
+    # journal (a writer has the file open) a read-only open reads through it.
+    mode = "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"
+    with storage_errors(path, "cache"):
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
+        try:
+            columns = [c for (c,) in connection.execute(_COLUMNS_OF, ("embeddings",))]
+            if columns != _COLUMNS:
+                raise StorageError(
+                    f"{path} is not an embedify cache; give the path of one.", path=str(path)
+                )
+            (count,) = connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        finally:
+            connection.close()
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    return {"entries": int(count), "bytes": size}
+
+
 class EmbeddingCache:
     """Vectors by (model fingerprint, role, text sent)."""
 

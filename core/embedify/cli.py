@@ -1,9 +1,12 @@
 """The ``embedify`` command line. Plugins add subcommands through ``register_commands``.
 
-A user's mistake prints one ``Error: ...`` line that says how to fix it: exit status 2 when the
-command line itself is wrong (an unknown model, a bad option, an empty query), 1 when the work
-failed (no API key, a server that does not answer). ``--debug`` or ``EMBEDIFY_DEBUG=1`` shows
-the traceback instead. Imports stay inside the commands so that ``embedify --help`` is fast.
+A user's mistake prints one ``Error: ...`` line that says how to fix it. Exit statuses, the same
+for every command (docs/cli.md has the table; plugin commands follow it too): 0 done; 1 the work
+failed (no API key, a server that does not answer, a damaged file, a port in use); 2 the command
+line is wrong (a usage error, an unknown command, model or option, a broken config file, a
+command whose plugin is not installed); 130 interrupted (Ctrl-C). ``--debug`` or
+``EMBEDIFY_DEBUG=1`` shows the traceback instead. Imports stay inside the commands so that
+``embedify --help`` is fast.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from embedify.config import UserConfig
     from embedify.model import EmbeddingModel
 
 # embedify.model.ROLES, spelled out so that --help does not import numpy and pydantic.
@@ -31,6 +35,10 @@ class UsageFailure(click.ClickException):
     """A wrong value on the command line: one ``Error:`` line, exit status 2, no usage text."""
 
     exit_code = 2
+
+
+#: The exit status of a command stopped by Ctrl-C, as shells report a process killed by SIGINT.
+INTERRUPTED = 130
 
 
 def _one_line(text: str) -> str:
@@ -80,6 +88,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            if _debugging(ctx):
+                raise
+            click.echo("\nInterrupted.", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
         except BrokenPipeError:  # the reader went away (| head): stop quietly, like cat does
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps exit from failing to flush
             raise click.exceptions.Exit(1) from None
@@ -136,6 +149,26 @@ class _Group(click.Group):
         if name not in self.commands:
             self._add_plugin_commands()
         return super().get_command(ctx, name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """A command that one of our distributions adds names it and how to install it; any
+        other unknown name gets a did-you-mean over the plugins' commands and ours."""
+        name = click.utils.make_str(args[0])
+        if (
+            not ctx.resilient_parsing
+            and not name.startswith("-")
+            and not self.get_command(ctx, name)
+        ):
+            from embedify.registry import COMMAND_OWNERS, close_matches, registry
+
+            missing = registry.missing_command(name)
+            if missing:
+                raise UsageFailure(missing)
+            hint = close_matches(name, [*self.commands, *COMMAND_OWNERS])
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
 
 
 def _command_module(command: object) -> str | None:
@@ -194,7 +227,7 @@ def load_model(name: str | None, pairs: tuple[str, ...], **extra: Any) -> Embedd
 
     options = parse_options(pairs)
     try:
-        return get_model(name, **{**options, **extra})
+        return get_model(name, **{**extra, **options})  # -o wins over the command's defaults
     except (EmbedifyError, ValueError) as error:
         if _debugging(click.get_current_context()):
             raise
@@ -281,6 +314,8 @@ def embed(
     for name in files:
         items += _read_lines(name)
     if not texts and not files:
+        if sys.stdin.isatty():  # nothing piped in: reading would wait for typing, silently
+            raise click.UsageError("give TEXTS, --file FILE, or pipe lines on stdin")
         items = [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not items:
         raise UsageFailure("nothing to embed: give texts, --file, or lines on stdin")
@@ -333,16 +368,27 @@ def similarity(
     click.echo(f"{float(score(vectors[0], vectors[1], metric)):.6f}")  # type: ignore[arg-type]
 
 
+def _user_config() -> UserConfig:
+    """The user config; a broken file is the user's setting to fix, like a bad option."""
+    from embedify.config import load_user_config
+    from embedify.errors import ConfigurationError
+
+    try:
+        return load_user_config()
+    except ConfigurationError as error:
+        raise UsageFailure(_one_line(str(error))) from error
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON.")
 def models(as_json: bool) -> None:
     """List installed providers, their known models, aliases and the default model."""
-    from embedify.config import BUILTIN_DEFAULT_MODEL, config_dir, load_user_config
+    from embedify.config import BUILTIN_DEFAULT_MODEL, config_dir
     from embedify.model import public_name
     from embedify.registry import registry
 
+    user = _user_config()
     registry.load()
-    user = load_user_config()
     if os.environ.get("EMBEDIFY_MODEL"):
         default = {"model": public_name(os.environ["EMBEDIFY_MODEL"]), "from": "EMBEDIFY_MODEL"}
     elif user.default_model:
@@ -397,6 +443,7 @@ def plugins() -> None:
     refused, and any load error), then who provides each name and whether it is ours."""
     from embedify.registry import CHOICE_VARIABLES, registry
 
+    _user_config()
     registry.load()
     cli._add_plugin_commands()
     conflicts = [*registry.conflicts, *registry.command_conflicts]
@@ -451,16 +498,18 @@ def cache() -> None:
     "--path", type=click.Path(dir_okay=False), help="Cache file (default: the user cache)."
 )
 def cache_info(path: str | None) -> None:
-    """Print the embedding cache, the ONNX graph cache and the search collections."""
-    from embedify.cache import EmbeddingCache
+    """Print the embedding cache, the ONNX graph cache and the search collections (reading
+    only: a cache that does not exist yet is not created)."""
+    from embedify.cache import default_cache_path, read_cache_stats
     from embedify.collection import read_collection_info
     from embedify.config import cache_dir
 
-    store = EmbeddingCache.open(Path(path) if path else True)
-    stats = store.stats()
-    click.echo(
-        f"embeddings: {store.path}: {stats['entries']} entries, {_megabytes(stats['bytes'])}"
-    )
+    store = Path(path).expanduser().resolve() if path else default_cache_path()
+    stats = read_cache_stats(store)
+    if stats is None:
+        click.echo(f"embeddings: {store}: none yet")
+    else:
+        click.echo(f"embeddings: {store}: {stats['entries']} entries, {_megabytes(stats['bytes'])}")
     if path:
         return
     onnx = cache_dir() / "onnx"
@@ -526,7 +575,15 @@ def _skipped_summary(skipped: Counter[str]) -> str:
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.argument("query")
-@click.option("-k", "--top", "k", default=5, show_default=True, help="How many passages to print.")
+@click.option(
+    "-k",
+    "--top",
+    "k",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many passages to print.",
+)
 @click.option(
     "--index",
     "index_path",

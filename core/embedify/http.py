@@ -254,7 +254,9 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
                 "(the timeout option)"
             ) from None
         url = str(response.request.url)
-        self.check_response(response.status_code, response.headers, _body(response), url)
+        failed = response.status_code >= 300  # only an error's body is read here: a success
+        body = _body(response) if failed else None  # is parsed once, below
+        self.check_response(response.status_code, response.headers, body, url)
         try:
             return response.json()
         except ValueError:

@@ -241,7 +241,9 @@ class EmbeddingModel:
         try:
             self.options = self.options_class(**options)
         except ValidationError as error:
-            raise ConfigurationError(_explain_options(type(self).__name__, error)) from None
+            raise ConfigurationError(
+                _explain_options(type(self).__name__, error, list(self.options_class.model_fields))
+            ) from None
         if self._init_depth == 0:  # a subclass without its own __init__
             self._built()
 
@@ -569,12 +571,18 @@ def _shape(vectors: Vectors, *, single: bool, as_list: bool) -> Vectors | list[A
     return out.tolist() if as_list else out
 
 
-def _explain_options(owner: str, error: ValidationError) -> str:
+def _explain_options(owner: str, error: ValidationError, known: Sequence[str]) -> str:
+    """One line per problem; an unknown option gets the close ones the model has
+    (``dimesions`` -> ``dimensions``)."""
+    import difflib
+
     lines = [f"Invalid options for {owner}:"]
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"]) or "options"
         if problem["type"] == "extra_forbidden":
-            lines.append(f"  {where}: not an option of this model")
+            close = difflib.get_close_matches(where, known, n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            lines.append(f"  {where}: not an option of this model{hint}")
         else:
             lines.append(f"  {where}: {problem['msg']}")
     return "\n".join(lines)

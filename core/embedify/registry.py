@@ -150,6 +150,23 @@ def shipped_for(
     return all(in_package(module, package) for module in modules)
 
 
+def install_hint(distribution: str) -> str:
+    """How to install one of our distributions today: they are not on PyPI yet, so from a
+    checkout of the repository, where each lives in ``plugins/<name without embedify->``."""
+    folder = distribution.removeprefix("embedify-")
+    return (
+        f"install {distribution} (not on PyPI yet) from a checkout of the embedify repository: "
+        f"pip install ./plugins/{folder}"
+    )
+
+
+def close_matches(name: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'x', 'y'?`` for the candidates close to ``name`` (never ``name``
+    itself), or an empty string."""
+    close = difflib.get_close_matches(name, sorted(set(candidates) - {name}), n=3)
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
 def reserved_owner(name: str, owners: dict[str, str]) -> str | None:
     """Who ``name`` is reserved for, as shown to users, or None when anyone may take it."""
     owner = owners.get(name)
@@ -181,10 +198,12 @@ class Provider:
             except KeyboardInterrupt:
                 raise
             except BaseException as error:
+                reinstall = f"Reinstall {self.distribution or 'the plugin'} with its dependencies"
+                if self.distribution in FIRST_PARTY_DISTRIBUTIONS:
+                    reinstall += f"; {install_hint(self.distribution)}"
                 raise ConfigurationError(
                     f"provider {self.name!r} (plugin {self.plugin!r}) could not load "
-                    f"{self.factory}: {type(error).__name__}: {error}. Reinstall "
-                    f"{self.distribution or 'the plugin'} with its dependencies."
+                    f"{self.factory}: {type(error).__name__}: {error}. {reinstall}"
                 ) from error
             if not (isinstance(loaded, type) and issubclass(loaded, EmbeddingModel)):
                 raise ConfigurationError(
@@ -777,6 +796,17 @@ class Registry:
         self._warn(conflicts, overrides)
         return winners
 
+    def missing_command(self, name: str) -> str | None:
+        """What to say about the command ``name`` that no loaded plugin adds, when one of our
+        distributions would add it; None when none of ours does."""
+        distribution = COMMAND_OWNERS.get(name)
+        if distribution is None:
+            return None
+        what = f"'embedify {name}' comes with {distribution}"
+        if any(status.distribution == distribution for status in self.plugins.values()):
+            return f"{what}, which is installed but did not add it; 'embedify plugins' says why."
+        return f"{what}, which is not installed; {install_hint(distribution)}"
+
     # -- resolution ---------------------------------------------------------------------------
 
     def resolve(self, name: str) -> tuple[Provider, str | None]:
@@ -820,29 +850,28 @@ class Registry:
             raise UnknownModelError(
                 f"{model_id!r} is served by several providers; pick one: {options}"
             )
-        known = [*self.providers, *self.provider_aliases, *self.aliases]
+        known = [*self.provider_names, *FIRST_PARTY, *self.aliases]
         known += [m for p in self.providers.values() for m in p.models]
-        close = [c for c in difflib.get_close_matches(model_id, known, n=3) if c != model_id]
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = close_matches(model_id, known)
+        install = ""
         if "/" in model_id and "local" not in self.providers:
-            hint += " Local Hugging Face models need: pip install embedify-huggingface"
+            install = f" For local Hugging Face models, {install_hint(FIRST_PARTY['local'])}"
         elif "/" in model_id:
             hint += f" For a local Hugging Face model, use 'local:{model_id}'."
         raise UnknownModelError(
-            f"No installed provider knows the model {model_id!r}.{hint} "
-            "Names look like 'provider:model'; 'embedify models' lists what is installed."
+            f"No installed provider knows the model {model_id!r}.{hint} Names look like "
+            f"'provider:model'; 'embedify models' lists what is installed.{install}"
         )
 
     def _unknown_provider(self, name: str) -> str:
-        message = f"Unknown provider {name!r}."
-        if name in FIRST_PARTY:
-            message += f" Install it with: pip install {FIRST_PARTY[name]}"
-        candidates = {*self.provider_names, *FIRST_PARTY} - {name}
-        close = difflib.get_close_matches(name, sorted(candidates), n=3)
-        if close:
-            message += f" Did you mean {', '.join(map(repr, close))}?"
+        """Close matches and what is installed; for one of ours, how to install it, last, so
+        that the line ends with the command."""
+        hint = close_matches(name, [*self.provider_names, *FIRST_PARTY])
         installed = ", ".join(sorted(self.providers)) or "none"
-        return f"{message} Installed providers: {installed}."
+        message = f"Unknown provider {name!r}.{hint} Installed providers: {installed}."
+        if name in FIRST_PARTY:
+            message += f" To use {name!r}, {install_hint(FIRST_PARTY[name])}"
+        return message
 
 
 class _BuiltinProviders:

@@ -166,7 +166,8 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
         except ImportError as error:
             raise ConfigurationError(
                 f"{self.provider}:{path}: cannot import {module_name!r} ({error}); install the "
-                f"package that provides it, e.g. pip install {self.example_package}."
+                f"package that provides it, e.g. for {self.example_class}: "
+                f"pip install {self.example_package}"
             ) from None
         except AttributeError:
             found = None

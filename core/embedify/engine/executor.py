@@ -41,6 +41,16 @@ _POLL = 0.05
 PROBE_INPUTS = 4
 
 
+class ProviderInterrupted(Exception):
+    """A provider call raised ``KeyboardInterrupt`` or ``SystemExit`` (Ctrl-C inside a model's
+    worker thread). Raised inside the engine's event loop, it would stop the loop's thread and
+    leave the caller waiting forever; the job stops and ``run_sync`` raises the original."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__} in a provider call")
+        self.original = original
+
+
 @dataclass
 class Batch:
     """One request's inputs (caller indices) and what happened to it so far."""
@@ -95,6 +105,7 @@ class Executor:
         self.failures: dict[int, ProviderError] = {}
         self.finished: set[int] = set()
         self.stopped_by: ProviderError | ConfigurationError | None = None
+        self.interrupted: ProviderInterrupted | None = None
 
     async def run(self, order: list[int]) -> dict[int, ProviderError]:
         """Embed the inputs ``order`` names (longest first); return the failed ones."""
@@ -124,6 +135,8 @@ class Executor:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.interrupted is not None:
+            raise self.interrupted
         if isinstance(self.stopped_by, ConfigurationError):
             raise self.stopped_by
         if self.stopped_by is not None:
@@ -179,7 +192,10 @@ class Executor:
         self.tasks.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None and self.stopped_by is None:
-            if isinstance(error, (ProviderError, ConfigurationError)):
+            if isinstance(error, ProviderInterrupted):
+                self.interrupted = error
+                self.stopped_by = PermanentError(str(error))
+            elif isinstance(error, (ProviderError, ConfigurationError)):
                 self.stopped_by = error
             else:
                 self.stopped_by = PermanentError(
@@ -208,6 +224,8 @@ class Executor:
         except Exception as error:  # a provider bug must not hang or lose the job
             outcome = PermanentError(f"{self.model!r} raised {type(error).__name__}: {error}")
             outcome.__cause__ = error
+        except (KeyboardInterrupt, SystemExit) as error:
+            raise ProviderInterrupted(error) from error
         finally:
             pacing._current.reset(context)
             self.pacer.finish()

@@ -41,9 +41,13 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     running loop (Jupyter) and async clients made by a provider stay on the loop that made them.
     An interrupt (Ctrl-C) cancels the job, and with it every request still queued or in flight.
     """
+    from embedify.engine.executor import ProviderInterrupted
+
     future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, _background_loop())
     try:
         return future.result()
+    except ProviderInterrupted as interrupted:  # Ctrl-C in a model's thread: here, as it was
+        raise interrupted.original from None
     except BaseException:
         future.cancel()
         raise

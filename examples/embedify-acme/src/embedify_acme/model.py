@@ -1,81 +1,87 @@
-"""A complete provider for the Acme embeddings API, as a third party would write it.
+"""``acme:<model>``: the (fictional) Acme embeddings API, on :class:`embedify.HTTPEmbeddingModel`.
 
-Wire protocol: ``POST {base_url}/v1/embed`` with ``{"model", "inputs", "input_type"}`` and a
-bearer key; answers ``{"embeddings": [[...]], "usage": {"tokens": n}}``, or an error body
-``{"error": {"message", "code"}}``. Everything else (batching, retries, throttling, caching)
-is embedify's.
+The provider to copy: the API's facts as data, one method from a batch to a request and one
+from an error body to an embedify error. Batching, retries, pacing, truncation and caching are
+the engine's; the key, the client and the status table are the base's.
+
+Acme's wire, from its (fictional) API reference:
+
+- ``POST https://api.acme.example/v1/embed`` with ``Authorization: Bearer <key>``; the body
+  holds ``model``, ``inputs`` (a list of strings), ``input_type`` (``query`` or ``document``)
+  and, on models that offer it, ``dimensions``. The answer is ``{"embeddings": [[...], ...],
+  "usage": {"tokens": n}}``: one unit-length vector per input, in input order.
+- acme-embed-1 returns 256 dimensions, or 64 or 128 when ``dimensions`` asks; acme-embed-mini
+  returns 64, and refuses ``dimensions``.
+- Per request: at most 64 inputs and 8,192 tokens; 512 tokens per input.
+- Errors are ``{"error": {"message", "code"}}``: 401 ``unauthorized``; 404 ``model_not_found``;
+  400 ``input_too_long`` (with the input's ``index``) or ``invalid_input``; 413
+  ``too_many_inputs`` or ``too_many_tokens``; 429 ``rate_limited`` with ``Retry-After``; 503
+  ``unavailable``.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-import httpx
-import numpy as np
 
 import embedify
 from embedify import errors
+from embedify.http import ErrorResponse
+from embedify.model import Vectors
+from embedify.responses import vector_matrix
 
-MODELS = {"acme-embed-1": 256, "acme-embed-mini": 64}
-INPUT_TYPES = {"document": "document", "query": "query"}
+# model: (dimension when none is asked for, the dimensions it returns on request; None: fixed)
+MODELS: dict[str, tuple[int, tuple[int, ...] | None]] = {
+    "acme-embed-1": (256, (64, 128, 256)),
+    "acme-embed-mini": (64, None),
+}
+INPUT_TYPES: dict[str, str] = {"document": "document", "query": "query"}  # role: input_type
 
 
-class AcmeEmbeddingModel(embedify.EmbeddingModel):
+class AcmeEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "acme"
-    options_class = embedify.RemoteOptions
+    default_model_id = "acme-embed-1"
+    default_base_url = "https://api.acme.example"
+    version_paths = ("/v1",)  # ".../v1" and the bare host are the same server
+    api_key_variables = ("ACME_API_KEY",)
     role_mapping = {role: f"input_type={value}" for role, value in INPUT_TYPES.items()}
     limits = embedify.Limits(
         max_inputs_per_request=64, max_tokens_per_request=8192, max_tokens_per_input=512
     )
-    matryoshka = True
+    normalized = True
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        self.dimension = MODELS.get(self.model_id)
-        self._clients: dict[int, httpx.AsyncClient] = {}
+        # A model missing from the table (a newer one) learns its dimension from the first
+        # answer, and Acme judges the dimensions it is sent.
+        self.dimension, self.allowed_dimensions = MODELS.get(self.model_id, (None, None))
+        self.supports_dimensions = self.dimension is None or self.allowed_dimensions is not None
 
-    def _client(self) -> httpx.AsyncClient:
-        import asyncio
-
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            key = self.options.api_key
-            secret = key.get_secret_value() if key else os.environ.get("ACME_API_KEY")
-            if not secret:
-                raise errors.AuthenticationError(
-                    "no Acme API key: pass api_key= or set ACME_API_KEY"
-                )
-            self._clients[loop_id] = httpx.AsyncClient(
-                base_url=self.options.base_url or "https://api.acme.example",
-                headers={"Authorization": f"Bearer {secret}"},
-                timeout=self.options.timeout,
+    async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Vectors:
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "inputs": texts,
+            "input_type": INPUT_TYPES[role],
+        }
+        if self.options.dimensions is not None:
+            body["dimensions"] = self.options.dimensions
+        answer = await self.request_json("POST", "/v1/embed", body)
+        if not isinstance(answer, dict):
+            raise errors.BadResponseError(
+                f"{self!r} answered a {type(answer).__name__}, not an object"
             )
-        return self._clients[loop_id]
+        usage = answer.get("usage")
+        if isinstance(usage, dict) and type(usage.get("tokens")) is int:
+            embedify.observe_usage(usage["tokens"])  # pace by the tokens Acme charged
+        return vector_matrix(answer.get("embeddings"), len(texts), source=repr(self))
 
-    async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
-        body = {"model": self.model_id, "inputs": texts, "input_type": INPUT_TYPES[role]}
-        try:
-            response = await self._client().post("/v1/embed", json=body)
-        except httpx.TimeoutException as error:
-            raise errors.TransientError(f"Acme timed out: {error}") from None
-        except httpx.TransportError as error:
-            raise errors.TransientError(f"Acme connection failed: {error!r}") from None
-        if response.status_code != 200:
-            raise _translate(response)
-        embedify.observe_rate_limit_headers(response.headers)
-        return np.asarray(response.json()["embeddings"], dtype=np.float32)
-
-
-def _translate(response: httpx.Response) -> errors.ProviderError:
-    status = response.status_code
-    try:
-        error = response.json()["error"]
-        message, code = str(error["message"]), error.get("code")
-    except (ValueError, KeyError, TypeError):
-        message, code = response.text[:200] or response.reason_phrase, None
-    message = f"Acme {status}: {message}"
-    if code == "input_too_long":
-        return errors.InputTooLongError(message, status=status, index=error.get("index"))
-    retry_after = embedify.retry_after_from_headers(response.headers)
-    return errors.error_for_status(status, message, retry_after=retry_after)
+    def refine_error(self, response: ErrorResponse) -> errors.EmbedifyError | None:
+        """Acme's codes that say more than the status; the base's table reads the rest."""
+        if response.code == "model_not_found":
+            return errors.ModelNotFoundError(response.text, status=response.status)
+        if response.code == "input_too_long":  # the body names the input by its place in the batch
+            detail = response.body.get("error") if isinstance(response.body, dict) else None
+            index = detail.get("index") if isinstance(detail, dict) else None
+            return errors.InputTooLongError(
+                response.text, status=response.status, index=index if type(index) is int else None
+            )
+        return None

@@ -37,7 +37,8 @@ def local_model_id(name: str) -> str:
     "--quantize",
     type=click.Choice(["int8"]),
     default=None,
-    help="Also write model_int8.onnx (static int8, calibrated, per channel).",
+    help="Also write model_int8.onnx (int8 weights, calibrated, per channel); "
+    "local:OUT then runs it.",
 )
 def onnx(model: str, out: Path, quantize: str | None) -> None:
     """Write an ONNX model folder for MODEL into OUT.
@@ -49,5 +50,11 @@ def onnx(model: str, out: Path, quantize: str | None) -> None:
     from embedify_huggingface.export import export_onnx
     from embedify_huggingface.folder import locate
 
-    written = export_onnx(locate(local_model_id(model)), out, quantize=quantize)
-    click.echo(f"wrote {written}")
+    written = export_onnx(locate(local_model_id(model)).path, out, quantize=quantize)
+    if quantize == "int8":
+        click.echo(
+            f"wrote {written} (model.onnx, model_int8.onnx): local:{written} runs "
+            "model_int8.onnx; with dtype='float32' it runs model.onnx"
+        )
+    else:
+        click.echo(f"wrote {written}")

@@ -251,13 +251,21 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def cache_folder(folder: ModelFolder) -> Path:
+    """Where :func:`cached_export` keeps the export of ``folder`` (it may not exist yet).
+    Raises for an architecture that neither the graph builder nor an installed torch handles."""
+    method = exporter_for(folder.path)
+    key = f"{folder.revision()}-{graph.GRAPH_FORMAT if method == 'graph' else 'torch-2'}"
+    return cache_dir() / "onnx" / key
+
+
 def cached_export(folder: ModelFolder, quantize: str | None = None, name: str = "") -> Path:
     """The ONNX export of ``folder`` in the user cache, keyed by the folder's content and made
     once (safe when several processes ask at the same time: one builds under a lock, into a
     temporary folder renamed at the end). Says on stderr what it does while it does it."""
     method = exporter_for(folder.path)
-    key = f"{folder.revision()}-{graph.GRAPH_FORMAT if method == 'graph' else 'torch-2'}"
-    target = cache_dir() / "onnx" / key
+    target = cache_folder(folder)
+    key = target.name
     wanted = target / ("model_int8.onnx" if quantize == "int8" else "model.onnx")
     if wanted.exists():
         return target

@@ -130,25 +130,49 @@ def _file_hash(file: Path) -> str:
     return value
 
 
-def locate(model_id: str, revision: str | None = None) -> Path:
-    """A local folder for ``model_id``: the path itself, or the Hugging Face cache (downloading
-    only when the hub is reachable and ``HF_HUB_OFFLINE`` is not set)."""
+@dataclass(frozen=True)
+class Located:
+    path: Path
+    source: str  # "folder", "Hugging Face cache", or the distribution of the pack that ships it
+
+
+#: Entry points a model pack declares: the hub id it serves -> a function returning its folder.
+PACKS_GROUP = "embedify_huggingface.packs"
+
+
+def packed_folder(model_id: str) -> Located | None:
+    """The folder an installed model pack ships for ``model_id``, found before the Hugging Face
+    cache. A pack whose weights are missing raises its own error (naming the command)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PACKS_GROUP):
+        if entry.name.lower() == model_id.lower():
+            pack = entry.dist.name if entry.dist else entry.module
+            return Located(Path(entry.load()()), pack)
+    return None
+
+
+def locate(model_id: str, revision: str | None = None) -> Located:
+    """A local folder for ``model_id``: the path itself, an installed model pack, or the
+    Hugging Face cache (downloading only when the hub is reachable and ``HF_HUB_OFFLINE`` is
+    not set)."""
     path = Path(model_id).expanduser()
     if path.is_dir():
-        return path.resolve()
+        return Located(path.resolve(), "folder")
     if model_id.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"no model folder at {model_id!r}")
+    packed = packed_folder(model_id) if revision is None else None
+    if packed is not None:
+        return packed
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(
-            snapshot_download(
-                model_id,
-                revision=revision,
-                allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*.onnx", "*/*"],
-                local_files_only=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
-            )
+        snapshot = snapshot_download(
+            model_id,
+            revision=revision,
+            allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*.onnx", "*/*"],
+            local_files_only=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
         )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
         raise ModelNotFoundError(
@@ -156,6 +180,7 @@ def locate(model_id: str, revision: str | None = None) -> Path:
             "Give a folder path (local:/path/to/model), download it while online, or install "
             "a model pack such as embedify-pack-minilm."
         ) from None
+    return Located(Path(snapshot), "Hugging Face cache")
 
 
 def _json(path: Path) -> Any:

@@ -1,24 +1,28 @@
 """``local:<model>``: sentence-transformers folders and Hugging Face ids, run locally.
 
-By default the transformer runs in ONNX Runtime on CPU, from a graph written once into the user
-cache straight from the safetensors weights (:mod:`embedify_huggingface.graph`; a folder that
-already holds ``model.onnx`` runs as it is): no torch. With ``device="cuda"``/``"mps"``,
-``dtype="bfloat16"``/``"float16"`` or ``backend="torch"`` it runs in torch (the ``[torch]``
-extra). Tokenization, pooling, Dense and Normalize follow the folder's own configuration.
+By default the transformer runs on the CPU from an ONNX graph written once into the user cache
+straight from the safetensors weights (:mod:`embedify_huggingface.graph`; a folder that already
+holds ``model.onnx`` runs as it is): no torch. The runtime and precision are chosen when the
+model is built (:mod:`embedify_huggingface.choice`): OpenVINO bfloat16 on CPUs with bf16
+instructions, else the fastest float32 runtime installed; torch for GPU devices, float16 or
+``backend="torch"`` (the ``[torch]`` extra). Tokenization, pooling, Dense and Normalize follow
+the folder's own configuration.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import embedify
 from embedify.errors import ConfigurationError
+from embedify_huggingface import choice
 from embedify_huggingface.folder import ModelFolder, locate, read_folder
 from embedify_huggingface.head import Array, TextTokenizer, pool
 
@@ -46,6 +50,7 @@ KNOWN_PROMPTS: list[tuple[str, dict[str, str]]] = [
     ),
     (r"mxbai-embed", {"query": "Represent this sentence for searching relevant passages: "}),
 ]
+INT8_FILE = "model_int8.onnx"  # what `embedify export onnx --quantize int8` adds
 _ROLE_SYNONYMS = {
     "document": ("document", "passage", "corpus"),
     "query": ("query",),
@@ -55,18 +60,36 @@ _ROLE_SYNONYMS = {
 
 
 class LocalOptions(embedify.ModelOptions):
-    backend: Literal["auto", "onnx", "torch"] = Field(
-        "auto", description="auto: ONNX Runtime, or torch for a GPU device or a 16-bit dtype."
+    backend: Literal["auto", "onnx", "openvino", "torch"] = Field(
+        "auto",
+        description="auto: chosen for the CPU (OpenVINO where installed, else ONNX Runtime), "
+        "torch for a GPU device or float16.",
     )
     device: str = Field("auto", description="auto (CPU), cpu, cuda, cuda:1, mps (torch).")
-    dtype: Literal["float32", "float16", "bfloat16"] = Field(
-        "float32", description="16-bit dtypes run on torch (bfloat16 on CPUs with AVX512-BF16)."
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="auto: bfloat16 on CPUs with AMX or AVX512-BF16 when OpenVINO is installed, "
+        "else float32; float32 forces exact float32.",
     )
     quantize: Literal["int8"] | None = Field(None, description="ONNX int8 fast path (opt-in).")
     prompts: dict[str, str] | None = Field(None, description="Role -> prompt, over the defaults.")
     revision: str | None = Field(None, description="Hub revision to load.")
     trust_remote_code: bool = False
-    threads: int | None = Field(None, gt=0, description="ONNX Runtime intra-op threads.")
+    threads: int | None = Field(
+        None, gt=0, description="Intra-op threads (ONNX Runtime, OpenVINO); default: all cores."
+    )
+
+    @field_validator("prompts")
+    @classmethod
+    def _known_roles(cls, prompts: dict[str, str] | None) -> dict[str, str] | None:
+        """A misspelt role would otherwise be ignored until its vectors looked wrong."""
+        unknown = sorted(set(prompts or {}) - set(_ROLE_SYNONYMS))
+        if unknown:
+            raise ValueError(
+                f"prompts for unknown roles {unknown}; the roles are {', '.join(_ROLE_SYNONYMS)}"
+            )
+        return prompts
+
     max_tokens_per_batch: int = Field(
         1_024,
         gt=0,
@@ -86,10 +109,12 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        path = locate(self.model_id, self.options.revision)
-        if Path(self.model_id).expanduser().is_dir():
-            self.model_id = str(path)  # the real path: a symlink or "./x" names the same model
-        self.folder: ModelFolder = read_folder(path)
+        located = locate(self.model_id, self.options.revision)
+        if located.source == "folder":
+            self.model_id = str(located.path)  # the real path: a symlink or "./x" is one model
+        #: Where the folder came from: "folder", "Hugging Face cache" or the pack's distribution.
+        self.source = located.source
+        self.folder: ModelFolder = read_folder(located.path)
         self.revision = self.folder.revision()
         self.dimension = self.folder.dimension
         self.normalized = self.folder.normalize
@@ -104,8 +129,43 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
             ),
             max_tokens_per_input=self.folder.max_seq_length,
         )
+        #: The runtime and precision, and why (``embedify models --verbose`` shows it).
+        self.runtime_choice = choice.choose(
+            flags=choice.cpu_flags(),
+            installed=choice.installed_runtimes(),
+            backend=self.options.backend,
+            device=self.options.device,
+            dtype=self.options.dtype,
+            quantize=self.options.quantize,
+            exported_int8=(self.folder.path / INT8_FILE).exists(),
+            trust_remote_code=self.options.trust_remote_code,
+        )
+        self.compute = self.runtime_choice.compute
+        self._check_runtime()
         self._loaded: dict[str, Any] = {}  # the runtime, shared with with_prompts() views
         self._lock = threading.Lock()
+
+    def _check_runtime(self) -> None:
+        """Fail now, not at the first embed, where the chosen runtime cannot run here: a GPU
+        that is absent, an architecture with no ONNX graph, int8 without its quantizer."""
+        from embedify_huggingface import runtime
+        from embedify_huggingface.export import cache_folder
+
+        if self.runtime_choice.runtime == "torch":
+            if self.options.device != "auto":
+                runtime.resolve_device(self.options.device)
+            return
+        if self.runtime_choice.precision == "int8":
+            if (self.folder.path / INT8_FILE).exists():
+                return
+            if not (cache_folder(self.folder) / INT8_FILE).exists() and not (
+                importlib.util.find_spec("onnx")
+            ):
+                raise ConfigurationError(
+                    f"quantize='int8' needs the onnx package: {choice.QUANTIZE_HINT}"
+                )
+        elif self.folder.onnx_file is None:
+            cache_folder(self.folder)  # raises for an architecture that has no ONNX path here
 
     def _use_prompts(self, prompts: dict[str, str]) -> None:
         self.prompts = prompts
@@ -138,15 +198,6 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         prompts.update(self.options.prompts or {})
         return prompts
 
-    @property
-    def backend(self) -> str:
-        """The runtime this model uses: ``onnx`` or ``torch`` (decided without importing torch)."""
-        choice = self.options.backend
-        if choice != "auto":
-            return choice
-        wants_torch = self.options.device not in ("auto", "cpu") or self.options.dtype != "float32"
-        return "torch" if wants_torch else "onnx"
-
     def runtime(self) -> Any:
         """Load the transformer on first use (thread-safe)."""
         with self._lock:
@@ -157,29 +208,31 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
     def _load_runtime(self) -> Any:
         from embedify_huggingface import runtime
 
-        if self.backend == "torch":
-            device = runtime.resolve_device(self.options.device)
+        chosen = self.runtime_choice
+        if chosen.runtime == "torch":
             return runtime.TorchRuntime(
                 self.folder.path,
-                device=device,
-                dtype=self.options.dtype,
+                device=runtime.resolve_device(self.options.device),
+                dtype=chosen.precision,
                 trust_remote_code=self.options.trust_remote_code,
             )
-        onnx_folder = self.folder.path
-        file_name = "model_int8.onnx" if self.options.quantize == "int8" else "model.onnx"
-        has_file = self.folder.onnx_file is not None and (
-            self.options.quantize is None or (onnx_folder / file_name).exists()
-        )
-        if not has_file:
-            if self.options.trust_remote_code:
-                raise ConfigurationError("models with remote code run with backend='torch' only")
-            from embedify_huggingface.export import cached_export
-
-            onnx_folder = cached_export(self.folder, self.options.quantize, name=self.model_id)
-        onnx_file = onnx_folder / file_name
-        if not onnx_file.exists() and self.folder.onnx_file is not None:
-            onnx_file = self.folder.onnx_file
+        onnx_file = self._onnx_file(int8=chosen.precision == "int8")
+        if chosen.runtime == "openvino":
+            return runtime.OpenVinoRuntime(
+                onnx_file, chosen.precision, threads=self.options.threads
+            )
         return runtime.OnnxRuntime(onnx_file, threads=self.options.threads)
+
+    def _onnx_file(self, *, int8: bool) -> Path:
+        """The folder's own graph where it has one (an export folder runs what was exported),
+        else the graph built once into the user cache."""
+        own = self.folder.path / INT8_FILE if int8 else self.folder.onnx_file
+        if own is not None and own.exists():
+            return own
+        from embedify_huggingface.export import cached_export
+
+        exported = cached_export(self.folder, "int8" if int8 else None, name=self.model_id)
+        return exported / (INT8_FILE if int8 else "model.onnx")
 
     def embed_batch(self, texts: list[str], role: embedify.Role) -> Array:
         prompt = self.prompts.get(role, "")

@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 Array = np.ndarray[Any, Any]
-FLOAT, INT32, INT64 = 1, 6, 7  # TensorProto.DataType
-_ELEMENT_TYPES = {np.dtype(np.float32): FLOAT, np.dtype(np.int32): INT32, np.dtype(np.int64): INT64}
+FLOAT, UINT8, INT8, INT32, INT64 = 1, 2, 3, 6, 7  # TensorProto.DataType
+_ELEMENT_TYPES = {
+    np.dtype(np.float32): FLOAT,
+    np.dtype(np.uint8): UINT8,  # u8/s8: the int8 MatMul peak in bench/local_bench.py
+    np.dtype(np.int8): INT8,
+    np.dtype(np.int32): INT32,
+    np.dtype(np.int64): INT64,
+}
 _VARINT, _FIXED32, _BYTES = 0, 5, 2
 
 

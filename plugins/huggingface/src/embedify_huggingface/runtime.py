@@ -1,7 +1,9 @@
-"""The transformer itself: ONNX Runtime (no torch import) or torch + transformers."""
+"""The transformer itself: ONNX Runtime or OpenVINO on our ONNX file (no torch import), or
+torch + transformers."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,49 @@ class OnnxRuntime:
         return result
 
 
+class OpenVinoRuntime:
+    """OpenVINO reading the same ONNX file ONNX Runtime runs (no torch, no optimum-intel),
+    with its inference precision set to ``bfloat16`` or ``float32``."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_file: Path, precision: str, threads: int | None = None) -> None:
+        import openvino
+
+        core = openvino.Core()
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",  # one batch at a time uses every core
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(onnx_file)), "CPU", config)
+        ran = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if precision == "bfloat16" and ran != "bf16":
+            from embedify.errors import ConfigurationError
+
+            # OpenVINO quietly runs float32 where the CPU cannot do bf16; say so, not mislabel.
+            raise ConfigurationError(
+                f"OpenVINO runs {ran} here, not bfloat16 (its CPU plugin found no bf16 "
+                "instructions); use dtype='float32'"
+            )
+        self.inputs = {port.get_any_name() for port in self.compiled.inputs}
+        self._requests = threading.local()  # an infer request serves one thread at a time
+
+    def token_embeddings(self, batch: Batch) -> Array:
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        feed = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "token_type_ids": batch.token_type_ids,
+        }
+        outputs = request.infer({k: v for k, v in feed.items() if k in self.inputs})
+        result: Array = np.array(outputs[0], dtype=np.float32)  # a copy: the request reuses it
+        return result
+
+
 def import_torch() -> tuple[Any, Any]:
     """torch and transformers, or an error naming the extra that installs them."""
     try:
@@ -57,10 +102,11 @@ def import_torch() -> tuple[Any, Any]:
         import transformers
     except ImportError:
         from embedify.errors import ConfigurationError
+        from embedify_huggingface.choice import TORCH_HINT
 
         raise ConfigurationError(
-            "the torch backend (GPU devices, 16-bit dtypes, architectures the ONNX graph builder "
-            "does not know) needs: pip install 'embedify-huggingface[torch]'"
+            "the torch backend (GPU devices, float16, architectures the ONNX graph builder "
+            f"does not know) needs: {TORCH_HINT}"
         ) from None
     return torch, transformers
 
@@ -128,15 +174,43 @@ class TorchRuntime:
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
+    """The torch device for ``device``, checked now: a GPU that is not there fails when the
+    model is built, naming what is, not at the first embed."""
     torch, _ = import_torch()
+    from embedify.errors import ConfigurationError
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    usable = ["auto", "cpu"]
+    usable += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    usable += ["mps"] if has_mps else []
+    kind, _, index = device.partition(":")
+    present = (
+        kind == "cpu"
+        or (kind == "mps" and has_mps)
+        or (
+            kind == "cuda"
+            and torch.cuda.is_available()
+            and int(index or 0) < torch.cuda.device_count()
+        )
+    )
+    if not present:
+        build = f"torch {torch.__version__}" + (
+            "" if torch.version.cuda else ", built without CUDA"
+        )
+        raise ConfigurationError(
+            f"device={device!r} is not available on this machine ({build}); "
+            f"use one of: {', '.join(usable)}"
+        )
+    return device
 
 
-__all__ = ["OnnxRuntime", "TorchRuntime", "load_transformer", "np", "resolve_device"]
+__all__ = [
+    "OnnxRuntime",
+    "OpenVinoRuntime",
+    "TorchRuntime",
+    "load_transformer",
+    "np",
+    "resolve_device",
+]

@@ -456,7 +456,7 @@ class EmbeddingServer:
             {
                 "model_id": self.name,
                 "model_sha": model_info.revision,
-                "model_dtype": "float32",
+                "model_dtype": model_info.compute or "float32",
                 "model_type": {"embedding": {"pooling": "model"}},
                 "provider": model_info.provider,
                 "dimension": model_info.output_dimension,
