@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import embedify
 from embedify.cli import ROLES, _preview, cli
 from embedify.model import ROLES as MODEL_ROLES
 
@@ -189,6 +190,19 @@ def test_models_shows_the_default_and_user_aliases(isolated_home: Path) -> None:
     assert "alias tiny -> fake:8  [user config]" in listing
     data = json.loads(run("models", "--json"))
     assert data["default"]["model"] == "tiny" and data["user_aliases"] == {"tiny": "fake:8"}
+
+
+def test_models_verbose_builds_the_default_model_and_says_what_it_runs(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMBEDIFY_MODEL", "fake:16")
+    listing = run("models", "--verbose")
+    model = embedify.get_model("fake:16")
+    assert listing.endswith(
+        f"fake:16\n    dimension: 16\n    compute: float32 (exact)\n    precision: float32\n"
+        f"    fingerprint: {model.info.fingerprint()}\n"
+    )
+    assert "compute:" not in run("models")  # the model is built only when asked
 
 
 def test_plugins_and_similarity() -> None:

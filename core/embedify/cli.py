@@ -381,7 +381,13 @@ def _user_config() -> UserConfig:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON.")
-def models(as_json: bool) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also build the default model and show what it runs: weights, runtime, precision.",
+)
+def models(as_json: bool, verbose: bool) -> None:
     """List installed providers, their known models, aliases and the default model."""
     from embedify.config import BUILTIN_DEFAULT_MODEL, config_dir
     from embedify.model import public_name
@@ -435,6 +441,24 @@ def models(as_json: bool) -> None:
         click.echo(f"alias {alias} -> {target}  [plugin {plugin}]")
     for alias, target in sorted(user.aliases.items()):
         click.echo(f"alias {alias} -> {public_name(target)}  [user config]")
+    if verbose:
+        _describe_model(load_model(None, ()))
+
+
+def _describe_model(model: EmbeddingModel) -> None:
+    """The default model as built: its identity, what its vectors are, and its own details."""
+    info = model.info
+    click.echo(f"\n{info.provider}:{info.model_id}")
+    facts = {
+        "dimension": str(info.output_dimension or "learned from the first answer"),
+        "compute": info.compute or "float32 (exact)",
+        "precision": info.precision
+        + (f" (quantized by {info.quantized_by})" if info.quantized_by else ""),
+        "fingerprint": info.fingerprint(),
+        **model.details(),
+    }
+    for name, value in facts.items():
+        click.echo(f"    {name}: {value}")
 
 
 @cli.command()

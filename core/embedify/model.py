@@ -280,6 +280,11 @@ class EmbeddingModel:
                 "calibration= needs at least 2 texts (a few hundred like your data are best)."
             )
 
+    def details(self) -> dict[str, str]:
+        """What ``embedify models --verbose`` shows beyond ``info``: where the weights come
+        from, which runtime runs them and why. None by default; providers add their own."""
+        return {}
+
     def learn_dimension(self, width: int) -> None:
         """Record the dimension the first answer showed, for a model that could not say it
         before (an unknown model, a compatible server); the engine's one write to a model."""

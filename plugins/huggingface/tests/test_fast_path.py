@@ -159,3 +159,14 @@ def test_the_default_path_imports_no_torch_and_says_what_it_chose(
 def test_prompts_for_a_misspelt_role_fail_when_the_model_is_built(tiny: Path) -> None:
     with pytest.raises(embedify.ConfigurationError, match=r"unknown roles \['querry'\]"):
         embedify.get_model(f"local:{tiny}", prompts={"querry": "query: "})
+
+
+def test_models_verbose_shows_the_weights_folder_and_the_runtime_chosen(
+    minilm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMBEDIFY_MODEL", f"local:{minilm}")
+    result = CliRunner().invoke(cli, ["models", "--verbose"])
+    assert result.exit_code == 0, result.output
+    model = embedify.get_model(f"local:{minilm}")
+    assert f"    weights: {minilm.resolve()} (folder)" in result.output
+    assert f"    runtime: {model.runtime_choice}" in result.output

@@ -145,6 +145,14 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         self._loaded: dict[str, Any] = {}  # the runtime, shared with with_prompts() views
         self._lock = threading.Lock()
 
+    def details(self) -> dict[str, str]:
+        """For ``embedify models --verbose``: the folder the weights are read from, and the
+        runtime and precision chosen for this CPU, with the reason."""
+        return {
+            "weights": f"{self.folder.path} ({self.source})",
+            "runtime": str(self.runtime_choice),
+        }
+
     def _check_runtime(self) -> None:
         """Fail now, not at the first embed, where the chosen runtime cannot run here: a GPU
         that is absent, an architecture with no ONNX graph, int8 without its quantizer."""
