@@ -73,3 +73,27 @@ def test_ctrl_c_inside_a_model_reaches_the_caller_and_the_engine_lives_on() -> N
     assert not thread.is_alive(), "the caller hangs: the engine's loop died"
     assert [type(error) for error in caught] == [KeyboardInterrupt]
     assert FakeEmbeddingModel().embed(["still serving"]).shape == (1, 64)
+
+
+def test_pace_with_hands_the_engine_a_pacer_before_the_first_job() -> None:
+    from embedify.engine.job import pace_with
+    from embedify.engine.pacing import Pacer, Ticket
+
+    class Watched(Pacer):
+        starts = 0
+
+        def start(self, tokens: int, now: float) -> Ticket:
+            Watched.starts += 1
+            return super().start(tokens, now)
+
+    def watched(pacer: Pacer) -> Pacer:
+        pacer.__class__ = Watched
+        return pacer
+
+    model = FakeEmbeddingModel()
+    pace_with(model, watched)
+    model.embed(["one", "two"])
+    state = model_state(model)
+    assert state is not None and isinstance(state.pacer, Watched) and Watched.starts >= 1
+    with pytest.raises(RuntimeError, match="before it"):
+        pace_with(model, watched)

@@ -14,7 +14,7 @@ import time
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,20 @@ class ModelState:
 # call at the same moment must share one Pacer, or its rate budget would be spent twice.
 _states: weakref.WeakKeyDictionary[EmbeddingModel, ModelState] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
+# Pacers handed in before a model's first job (pace_with), applied when its state is made.
+_pacer_wraps: weakref.WeakKeyDictionary[EmbeddingModel, Callable[[Pacer], Pacer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pace_with(model: EmbeddingModel, wrap: Callable[[Pacer], Pacer]) -> None:
+    """Before ``model``'s first job: its engine paces with ``wrap(pacer)``, ``pacer`` being the
+    one the engine builds for it (e.g. one that also leases capacity from a rate budget shared
+    by several processes: embedify-ray does)."""
+    with _states_lock:
+        if model in _states:
+            raise RuntimeError(f"{model!r} has run a job already; call pace_with before it")
+        _pacer_wraps[model] = wrap
 
 
 def model_state(model: EmbeddingModel) -> ModelState | None:
@@ -76,6 +90,9 @@ async def _state_for(model: EmbeddingModel) -> ModelState:
         state = _states.get(model)
         if state is None:
             state = _states[model] = _new_state(model)
+            wrap = _pacer_wraps.pop(model, None)
+            if wrap is not None:
+                state.pacer = wrap(state.pacer)
         return state
 
 

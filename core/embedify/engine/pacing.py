@@ -278,7 +278,9 @@ class Pacer:
         if self.paused_until - now > max_wait:
             self.paused_until = now
         server = [bucket.delay_for(1, now) for bucket in self._server_requests()]
-        server += [bucket.delay_for(self._charged(tokens), now) for bucket in self._server_tokens()]
+        server += [
+            bucket.delay_for(self.charged_tokens(tokens), now) for bucket in self._server_tokens()
+        ]
         if max(server, default=0.0) > max_wait:
             self.server.clear()
             server = []
@@ -293,7 +295,8 @@ class Pacer:
     def _server_tokens(self) -> list[TokenBucket]:
         return [self.server["tokens"]] if "tokens" in self.server else []
 
-    def _charged(self, tokens: float) -> float:
+    def charged_tokens(self, tokens: float) -> float:
+        """``tokens`` (our estimate) in the server's own tokens, as its limits count them."""
         return tokens * self.token_scale
 
     def request_token_budget(self) -> int | None:
@@ -313,7 +316,7 @@ class Pacer:
         for bucket in self._buckets("requests"):
             bucket.spend(1, now)
         for bucket in self._server_tokens():
-            bucket.spend(self._charged(tokens), now)
+            bucket.spend(self.charged_tokens(tokens), now)
         if "tokens" in self.client:
             self.client["tokens"].spend(tokens, now)
         self.in_flight += 1
@@ -370,7 +373,7 @@ class Pacer:
         for bucket in self._buckets("requests"):
             bucket.level = min(bucket.capacity, bucket.level + 1)
         for bucket in self._server_tokens():
-            bucket.level = min(bucket.capacity, bucket.level + self._charged(ticket.tokens))
+            bucket.level = min(bucket.capacity, bucket.level + self.charged_tokens(ticket.tokens))
         if "tokens" in self.client:
             client = self.client["tokens"]
             client.level = min(client.capacity, client.level + ticket.tokens)
@@ -402,7 +405,7 @@ class Pacer:
         if answered is None:
             return 0.0, 0.0
         later = [ticket.tokens for ticket in self._recent if ticket.sent_at > answered.sent_at]
-        return float(len(later)), self._charged(sum(later))
+        return float(len(later)), self.charged_tokens(sum(later))
 
     def observe_usage(self, answered: Ticket, tokens: int) -> None:
         """The server says it charged ``tokens`` for ``answered``."""

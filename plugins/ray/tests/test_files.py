@@ -133,20 +133,20 @@ def test_cli_embeds_and_reports_in_one_line_on_error(
     assert "Traceback" not in bad.output
 
 
-def test_a_keys_rate_budget_is_divided_among_the_actors() -> None:
+def test_a_keys_rate_budget_is_shared_by_the_actors_not_given_to_each() -> None:
+    options = {"requests_per_minute": 3_000, "tokens_per_minute": 1_000_000, "dimensions": 8}
     plan = plan_actors(
-        remote=True,
-        uses_gpu=False,
-        cluster={"CPU": 8.0},
-        options={"requests_per_minute": 3_000, "tokens_per_minute": 1_000_000, "dimensions": 8},
-        actors=20,
+        remote=True, uses_gpu=False, cluster={"CPU": 8.0}, options=options, actors=20
     )
     assert plan.actors == 20
-    assert plan.options == {
-        "requests_per_minute": 150.0,
-        "tokens_per_minute": 50_000.0,
-        "dimensions": 8,
-    }
+    assert plan.options == {"dimensions": 8}  # no actor paces to the whole budget on its own
+    assert plan.shared_budget == {"requests": 3_000.0, "tokens": 1_000_000.0}
+    alone = plan_actors(
+        remote=True, uses_gpu=False, cluster={"CPU": 8.0}, options=options, actors=1
+    )
+    assert (alone.options, alone.shared_budget) == (options, None)  # the engine's own pacer
+    local = plan_actors(remote=False, uses_gpu=False, cluster={"CPU": 8.0}, options={})
+    assert local.shared_budget is None
 
 
 def test_actor_resources_follow_the_model_and_the_cluster() -> None:

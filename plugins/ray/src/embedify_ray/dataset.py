@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from embedify import EmbeddingModel
     from embedify.model import Role
 
-#: Rate budgets that belong to the API key, so the actors split them.
-SHARED_BUDGETS = ("requests_per_minute", "tokens_per_minute")
+#: Rate budgets that belong to the API key, so the actors share them: each option and the kind
+#: of capacity the shared budget keeps for it.
+SHARED_BUDGETS = {"requests_per_minute": "requests", "tokens_per_minute": "tokens"}
 #: Remote models wait on the network; the engine in each actor already keeps many requests in
 #: flight, so a few light actors are enough.
 REMOTE_ACTORS = 4
@@ -38,6 +39,9 @@ class ActorPlan:
     num_cpus: float
     num_gpus: float
     options: dict[str, Any] = field(default_factory=dict)
+    #: Remote models on several actors: the budget they lease from (per minute, by kind; the
+    #: server's limits join it once announced). ``None``: each actor paces on its own.
+    shared_budget: dict[str, float] | None = None
 
 
 def plan_actors(
@@ -52,11 +56,13 @@ def plan_actors(
     """Size the actor pool from the cluster's resources.
 
     Local models get one actor per GPU when they run on CUDA, else one per CPU. Remote models
-    get a few light actors, and the key's ``requests_per_minute``/``tokens_per_minute`` are
-    divided among them, so N actors together stay under the key's limit instead of each
-    spending all of it. The pool reserves at most the cluster's CPUs less ``reserved_cpus``,
-    left to the dataset's other operators (a read task needs one): with fewer CPUs than that
-    the actors reserve none and share the CPUs with those tasks instead of starving them.
+    get a few light actors which, when there are several, lease their capacity from one shared
+    budget: the key's ``requests_per_minute``/``tokens_per_minute`` and the limits its server
+    announces, so N actors together stay under the key's limit instead of each spending all of
+    it (see :mod:`embedify_ray.budget`). The pool reserves at most the cluster's CPUs less
+    ``reserved_cpus``, left to the dataset's other operators (a read task needs one): with
+    fewer CPUs than that the actors reserve none and share the CPUs with those tasks instead
+    of starving them.
     """
     if actors is not None and actors < 1:
         raise ConfigurationError(f"actors={actors}: start at least one actor.")
@@ -77,11 +83,15 @@ def plan_actors(
     free_per_actor = max(0.0, cpus - reserved_cpus) / count
     # Rounded down to Ray's precision (0.0001 CPU), so the pool never takes more than is free.
     num_cpus = math.floor(min(num_cpus, free_per_actor) * RAY_CPU_UNITS) / RAY_CPU_UNITS
-    shared = dict(options)
-    for budget in SHARED_BUDGETS:
-        if shared.get(budget) is not None:
-            shared[budget] = float(shared[budget]) / count
-    return ActorPlan(count, num_cpus, num_gpus, shared)
+    if not remote or count == 1:
+        return ActorPlan(count, num_cpus, num_gpus, dict(options))
+    own = {name: value for name, value in options.items() if name not in SHARED_BUDGETS}
+    shared = {
+        kind: float(options[name])
+        for name, kind in SHARED_BUDGETS.items()
+        if options.get(name) is not None
+    }
+    return ActorPlan(count, num_cpus, num_gpus, own, shared)
 
 
 def runs_remotely(model: EmbeddingModel) -> bool:
@@ -130,11 +140,18 @@ class BatchEmbedder:
         output_column: str,
         role: Role,
         options: dict[str, Any],
+        budget: Any = None,
     ) -> None:
+        """``budget``: the handle of the job's :class:`~embedify_ray.leasing.BudgetKeeper`,
+        when the actors share one."""
         from embedify import get_model
 
         self.model = get_model(model, **options)
         self.column, self.output_column, self.role = column, output_column, role
+        if budget is not None:
+            from embedify_ray.leasing import RayBudgetLink, share_budget
+
+            share_budget(self.model, RayBudgetLink(budget))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.embed(batch)
@@ -177,6 +194,7 @@ def embed_dataset(
             "output_column": output_column,
             "role": role,
             "options": plan.options,
+            "budget": keeper_for(plan),
         },
         batch_format="pyarrow",
         batch_size=rows_per_call,
@@ -185,3 +203,12 @@ def embed_dataset(
         num_gpus=plan.num_gpus or None,
         udf_modifying_row_count=False,
     )
+
+
+def keeper_for(plan: ActorPlan) -> Any:
+    """The handle of a new budget actor when ``plan``'s actors share a budget, else ``None``."""
+    if plan.shared_budget is None:
+        return None
+    from embedify_ray.leasing import start_keeper
+
+    return start_keeper(plan.shared_budget)

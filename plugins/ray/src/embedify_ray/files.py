@@ -433,11 +433,12 @@ def _embed_on_ray(
     embeddings, which the driver adds to the rows it kept."""
     import ray
 
-    from embedify_ray.dataset import BatchEmbedder
+    from embedify_ray.dataset import BatchEmbedder, keeper_for
 
     actor_class = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)(BatchEmbedder)
+    keeper = keeper_for(plan)
     pool: list[Any] = [  # actor handles
-        actor_class.remote(model, column, output_column, role, plan.options)
+        actor_class.remote(model, column, output_column, role, plan.options, keeper)
         for _ in range(plan.actors)
     ]
     load = dict.fromkeys(range(len(pool)), 0)
