@@ -45,12 +45,12 @@ def test_first_calls_racing_in_threads_share_one_pacer(monkeypatch: pytest.Monke
 def test_the_state_goes_with_its_model() -> None:
     model = FakeEmbeddingModel()
     model.embed(["x"])
-    assert model_state(model) is not None
-    before = len(job._states)
-    gone = weakref.ref(model)
-    del model
+    state = model_state(model)
+    assert state is not None
+    state_gone, model_gone = weakref.ref(state), weakref.ref(model)
+    del model, state
     gc.collect()
-    assert gone() is None and len(job._states) == before - 1
+    assert model_gone() is None and state_gone() is None
 
 
 class CtrlCInside(FakeEmbeddingModel):

@@ -122,7 +122,7 @@ class RecordingSession:
     def create_tmp(self) -> str:
         return str(self.tmp)
 
-    def run(self, *command: str) -> None:
+    def run(self, *command: str, env: dict[str, str] | None = None) -> None:
         self.commands.append(command)
 
 
