@@ -21,7 +21,7 @@ from embedify.quantize import (
     quantize,
     unpacked_bits,
 )
-from embedify.similarity import similarity, top_k
+from embedify.scoring import similarity, top_k
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedify.similarity import cosine_similarity, similarity, top_k
+from embedify.scoring import cosine_similarity, similarity, top_k
 
 rng = np.random.default_rng(0)
 
@@ -46,3 +46,13 @@ def test_top_k_single_query_and_small_corpus() -> None:
 def test_mismatched_dimensions_are_an_error() -> None:
     with pytest.raises(ValueError, match="dimensions differ"):
         similarity(np.ones(3), np.ones(4))
+
+
+def test_the_public_functions_stay_functions_after_the_modules_load() -> None:
+    """A submodule named like a public function would replace it on the package once imported
+    (``embedify.similarity`` the module, not the function)."""
+    import embedify
+    import embedify.collection
+
+    assert callable(embedify.similarity) and callable(embedify.top_k)
+    assert float(embedify.similarity([1.0, 0.0], [1.0, 0.0])) == 1.0

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     )
     from embedify.registry import get_model, register_model
     from embedify.report import EmbeddingResult, ItemReport, Report
-    from embedify.similarity import cosine_similarity, similarity, top_k
+    from embedify.scoring import cosine_similarity, similarity, top_k
 
 # Attributes load on first use, so ``import embedify`` stays fast and imports no numpy,
 # pydantic or provider SDK until something needs them.
@@ -86,7 +86,7 @@ _LAZY = {
     "TransientError": "embedify.errors",
     "UnknownModelError": "embedify.errors",
     "error_for_status": "embedify.errors",
-    "cosine_similarity": "embedify.similarity",
+    "cosine_similarity": "embedify.scoring",
     "estimate_tokens": "embedify.model",
     "get_model": "embedify.registry",
     "hookimpl": "embedify.hookspecs",
@@ -94,8 +94,8 @@ _LAZY = {
     "observe_usage": "embedify.engine.pacing",
     "register_model": "embedify.registry",
     "retry_after_from_headers": "embedify.engine.pacing",
-    "similarity": "embedify.similarity",
-    "top_k": "embedify.similarity",
+    "similarity": "embedify.scoring",
+    "top_k": "embedify.scoring",
 }
 
 

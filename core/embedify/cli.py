@@ -357,7 +357,7 @@ def similarity(
     a: str, b: str, metric: str, model_name: str | None, model_options: tuple[str, ...]
 ) -> None:
     """Print how similar two texts are (with --metric euclidean: how far apart)."""
-    from embedify.similarity import similarity as score
+    from embedify.scoring import similarity as score
 
     _require_text(a, "text A")
     _require_text(b, "text B")

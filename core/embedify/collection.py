@@ -34,7 +34,7 @@ from embedify.cache import connect, storage_errors
 from embedify.errors import ConfigurationError, StorageError
 from embedify.model import EmbeddingModel
 from embedify.quantize import Precision, builtin_calibration, calibrated_ranges, quantize
-from embedify.similarity import Metric, top_k
+from embedify.scoring import Metric, top_k
 
 COLLECTION_PRECISIONS: tuple[Precision, ...] = ("float32", "int8", "binary")
 # Candidates rescored per result by default: the least that kept recall@10 >= 0.95 against

@@ -1,4 +1,6 @@
-"""Similarity between vectors: cosine (the default), dot product and euclidean distance.
+"""Similarity between vectors (``embedify.similarity``, ``embedify.top_k``): cosine (the default),
+dot product and euclidean distance. (Not named ``similarity``: a submodule of that name would
+hide the function ``embedify.similarity`` once imported.)
 
 Everything works in float32 and in chunks of the corpus, so scoring a million vectors does not
 allocate a million-by-million anything, and ``top_k`` uses ``argpartition`` per chunk instead
