@@ -11,14 +11,33 @@ that raises (``SystemExit`` included) is reported by ``embedify plugins`` and sk
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
 
-    from embedify.registry import Register
+    from embedify.model import EmbeddingModel
+
+
+class Register(Protocol):
+    """What ``register_models`` receives: the calls a plugin may make (the registry implements
+    them, and checks every registration)."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: type[EmbeddingModel] | str,
+        *,
+        default_model: str | None = None,
+        models: Iterable[str] = (),
+        aliases: Iterable[str] = (),
+    ) -> None: ...
+
+    def alias(self, alias: str, target: str) -> None: ...
+
 
 hookspec = pluggy.HookspecMarker("embedify")
 hookimpl = pluggy.HookimplMarker("embedify")

@@ -363,8 +363,8 @@ def _factory_module(factory: Factory) -> str:
     return str(getattr(factory, "__module__", ""))
 
 
-class Register:
-    """The callback passed to ``register_models`` (see :mod:`embedify.hookspecs`). A
+class Registrar:
+    """The callback passed to ``register_models`` (:class:`embedify.hookspecs.Register`). A
     registration that is not well formed is refused alone, with a warning naming the plugin's
     distribution; the plugin's other registrations go on."""
 
@@ -547,7 +547,7 @@ class Registry:
             if implementation.plugin is not plugin:
                 continue
             try:
-                implementation.function(register=Register(self, name, status.distribution))
+                implementation.function(register=Registrar(self, name, status.distribution))
             except KeyboardInterrupt:
                 raise
             except BaseException as error:
@@ -879,7 +879,7 @@ class _BuiltinProviders:
 
     @staticmethod
     @hookspecs.hookimpl
-    def register_models(register: Register) -> None:
+    def register_models(register: hookspecs.Register) -> None:
         register("fake", "embedify.fake:FakeEmbeddingModel", default_model="64")
 
 
@@ -915,6 +915,6 @@ def register_model(
     registry.plugins.setdefault(
         RUNTIME_PLUGIN, PluginStatus(RUNTIME_PLUGIN, None, source="runtime")
     )
-    Register(registry, RUNTIME_PLUGIN)(
+    Registrar(registry, RUNTIME_PLUGIN)(
         name, model_class, default_model=default_model, models=models, aliases=aliases
     )
