@@ -134,6 +134,45 @@ class _Weights:
     def norm(self, name: str) -> Norm:
         return self[f"{name}.weight"], self[f"{name}.bias"]
 
+    def layers(self, names: dict[str, str], count: int) -> list[Layer]:
+        """``count`` layers whose tensors are named by ``names`` (``{i}``: the layer's index).
+        Every field of a Layer is a (weight, bias) pair, whether a linear map or a norm."""
+        return [
+            Layer(**{field: self.linear(name.format(i=i)) for field, name in names.items()})
+            for i in range(count)
+        ]
+
+
+# Each family's tensor name for each field of a Layer.
+_BERT_LAYER = {
+    "query": "encoder.layer.{i}.attention.self.query",
+    "key": "encoder.layer.{i}.attention.self.key",
+    "value": "encoder.layer.{i}.attention.self.value",
+    "attention_output": "encoder.layer.{i}.attention.output.dense",
+    "attention_norm": "encoder.layer.{i}.attention.output.LayerNorm",
+    "intermediate": "encoder.layer.{i}.intermediate.dense",
+    "output": "encoder.layer.{i}.output.dense",
+    "output_norm": "encoder.layer.{i}.output.LayerNorm",
+}
+_DISTILBERT_LAYER = {
+    "query": "transformer.layer.{i}.attention.q_lin",
+    "key": "transformer.layer.{i}.attention.k_lin",
+    "value": "transformer.layer.{i}.attention.v_lin",
+    "attention_output": "transformer.layer.{i}.attention.out_lin",
+    "attention_norm": "transformer.layer.{i}.sa_layer_norm",
+    "intermediate": "transformer.layer.{i}.ffn.lin1",
+    "output": "transformer.layer.{i}.ffn.lin2",
+    "output_norm": "transformer.layer.{i}.output_layer_norm",
+}
+_MPNET_LAYER = {
+    **_BERT_LAYER,
+    "query": "encoder.layer.{i}.attention.attn.q",
+    "key": "encoder.layer.{i}.attention.attn.k",
+    "value": "encoder.layer.{i}.attention.attn.v",
+    "attention_output": "encoder.layer.{i}.attention.attn.o",
+    "attention_norm": "encoder.layer.{i}.attention.LayerNorm",
+}
+
 
 def _activation(name: str) -> str:
     if name not in _GELU_EXACT | _GELU_TANH | {"relu"}:
@@ -156,19 +195,7 @@ def _bert(config: dict[str, Any], weights: _Weights) -> Encoder:
         )
     roberta_like = config["model_type"] in ("roberta", "xlm-roberta", "camembert")
     offset = int(config.get("pad_token_id", 1)) + 1 if roberta_like else 0
-    layers = [
-        Layer(
-            query=weights.linear(f"encoder.layer.{i}.attention.self.query"),
-            key=weights.linear(f"encoder.layer.{i}.attention.self.key"),
-            value=weights.linear(f"encoder.layer.{i}.attention.self.value"),
-            attention_output=weights.linear(f"encoder.layer.{i}.attention.output.dense"),
-            attention_norm=weights.norm(f"encoder.layer.{i}.attention.output.LayerNorm"),
-            intermediate=weights.linear(f"encoder.layer.{i}.intermediate.dense"),
-            output=weights.linear(f"encoder.layer.{i}.output.dense"),
-            output_norm=weights.norm(f"encoder.layer.{i}.output.LayerNorm"),
-        )
-        for i in range(int(config["num_hidden_layers"]))
-    ]
+    layers = weights.layers(_BERT_LAYER, int(config["num_hidden_layers"]))
     return Encoder(
         family=config["model_type"],
         num_heads=int(config["num_attention_heads"]),
@@ -182,19 +209,7 @@ def _bert(config: dict[str, Any], weights: _Weights) -> Encoder:
 
 
 def _distilbert(config: dict[str, Any], weights: _Weights) -> Encoder:
-    layers = [
-        Layer(
-            query=weights.linear(f"transformer.layer.{i}.attention.q_lin"),
-            key=weights.linear(f"transformer.layer.{i}.attention.k_lin"),
-            value=weights.linear(f"transformer.layer.{i}.attention.v_lin"),
-            attention_output=weights.linear(f"transformer.layer.{i}.attention.out_lin"),
-            attention_norm=weights.norm(f"transformer.layer.{i}.sa_layer_norm"),
-            intermediate=weights.linear(f"transformer.layer.{i}.ffn.lin1"),
-            output=weights.linear(f"transformer.layer.{i}.ffn.lin2"),
-            output_norm=weights.norm(f"transformer.layer.{i}.output_layer_norm"),
-        )
-        for i in range(int(config["n_layers"]))
-    ]
+    layers = weights.layers(_DISTILBERT_LAYER, int(config["n_layers"]))
     return Encoder(
         family="distilbert",
         num_heads=int(config["n_heads"]),
@@ -208,19 +223,7 @@ def _distilbert(config: dict[str, Any], weights: _Weights) -> Encoder:
 
 
 def _mpnet(config: dict[str, Any], weights: _Weights) -> Encoder:
-    layers = [
-        Layer(
-            query=weights.linear(f"encoder.layer.{i}.attention.attn.q"),
-            key=weights.linear(f"encoder.layer.{i}.attention.attn.k"),
-            value=weights.linear(f"encoder.layer.{i}.attention.attn.v"),
-            attention_output=weights.linear(f"encoder.layer.{i}.attention.attn.o"),
-            attention_norm=weights.norm(f"encoder.layer.{i}.attention.LayerNorm"),
-            intermediate=weights.linear(f"encoder.layer.{i}.intermediate.dense"),
-            output=weights.linear(f"encoder.layer.{i}.output.dense"),
-            output_norm=weights.norm(f"encoder.layer.{i}.output.LayerNorm"),
-        )
-        for i in range(int(config["num_hidden_layers"]))
-    ]
+    layers = weights.layers(_MPNET_LAYER, int(config["num_hidden_layers"]))
     return Encoder(
         family="mpnet",
         num_heads=int(config["num_attention_heads"]),
