@@ -28,6 +28,17 @@ def untrusted(text: object, limit: int = 300) -> str:
     return value if len(value) <= limit else f"{value[:limit]}... ({len(value) - limit} more)"
 
 
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what caused it, outermost first: an SDK wraps the socket error that says
+    what really went wrong (a name that does not resolve) several causes deep."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 class ConfigurationError(EmbedifyError, ValueError):
     """A model name, option or environment setting is wrong; the message says how to fix it."""
 

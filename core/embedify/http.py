@@ -44,6 +44,7 @@ from embedify.errors import (
     RequestTimeoutError,
     TransientError,
     error_class,
+    exception_chain,
     untrusted,
 )
 from embedify.model import EmbeddingModel, RemoteOptions, public_url
@@ -326,7 +327,7 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     def transport_error(self, error: BaseException) -> TransientError:
         """A failure below HTTP (httpx, or an SDK wrapping it) as a transient embedify error."""
         host = urlsplit(self.base_url or "").hostname
-        chain = _chain(error)
+        chain = exception_chain(error)
         if any(isinstance(cause, socket.gaierror) for cause in chain):
             return ConnectionFailedError(
                 f"cannot resolve host {host!r} (no network, or a typo in the URL {self.base_url})",
@@ -406,15 +407,6 @@ def _body(response: Any) -> Any:
         return response.json()
     except ValueError:
         return response.text
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 def _named(error: BaseException, part: str) -> bool:

@@ -252,7 +252,9 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
         if isinstance(error, boto.ReadTimeoutError):
             return errors.RequestTimeoutError(f"bedrock gave no answer in time from {host}")
         if isinstance(error, (boto.ConnectionError, boto.ConnectionClosedError)):
-            unresolved = any(isinstance(cause, socket.gaierror) for cause in _chain(error))
+            unresolved = any(
+                isinstance(cause, socket.gaierror) for cause in errors.exception_chain(error)
+            )
             return errors.ConnectionFailedError(
                 f"bedrock: {'cannot resolve the host: ' if unresolved else ''}{error}",
                 host=host,
@@ -277,15 +279,6 @@ def _schema(model_id: str) -> str:
         f"bedrock:{model_id}: not a text embedding model this plugin speaks to; it knows "
         f"{', '.join(KNOWN_MODELS)} and other Titan text or Cohere embed models."
     )
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 _TOO_MANY = re.compile(r"maximum item count", re.IGNORECASE)
