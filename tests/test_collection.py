@@ -6,11 +6,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import embedify
 from embedify.collection import Collection, Item, read_collection_info
 from embedify.errors import ConfigurationError
+from embedify.fake import FakeEmbeddingModel
+from embedify.model import Role, Vectors
+from embedify.scoring import Metric, top_k
 
 
 @pytest.fixture
@@ -86,3 +90,29 @@ def test_collection_info_without_a_model(collection: Collection) -> None:
     collection.upsert([("a", "x", {})])
     info = read_collection_info(collection.path)
     assert info.items == 1 and info.fingerprint.startswith("fake:256@")
+
+
+class _Lengths(FakeEmbeddingModel):
+    """Vectors whose lengths differ (the number of words), so the three metrics rank apart."""
+
+    normalized = False
+
+    def embed_batch(self, texts: list[str], role: Role) -> Vectors:
+        vectors = np.asarray(super().embed_batch(texts, role))
+        return vectors * np.array([[1.0 + len(text.split())] for text in texts], np.float32)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+def test_query_ranks_and_scores_as_top_k_over_the_stored_vectors(
+    tmp_path: Path, metric: Metric
+) -> None:
+    model = _Lengths("32")
+    texts = [" ".join(f"w{(i * 7 + j) % 13}" for j in range(1 + i % 9)) for i in range(60)]
+    collection = Collection(tmp_path / "col.sqlite3", model)
+    collection.upsert(ids=[f"t{i}" for i in range(60)], texts=texts)
+    query = "w3 w5 w8 w3"
+    indices, scores = top_k(model.embed_query(query), model.embed(texts), 10, metric)
+    for _ in range(2):  # the first query loads the vectors, the second reuses them
+        hits = collection.query(query, k=10, metric=metric)
+        assert [hit.id for hit in hits] == [f"t{i}" for i in indices.tolist()]
+        assert np.allclose([hit.score for hit in hits], scores, rtol=1e-5, atol=1e-5)

@@ -230,7 +230,9 @@ def test_a_binary_collection_holds_bits_and_rescoring_restores_the_float_ranking
         exact_scores = {hit.id: hit.score for hit in exact.query(query, k=300)}
         assert all(abs(hit.score - exact_scores[hit.id]) < 1e-5 for hit in got)  # float scores
     assert np.mean(recall) >= 0.95 > np.mean(recall_without)
-    assert bits.index_bytes == 300 * 64 // 8 and exact.index_bytes == 300 * 64 * 4
+    assert (
+        bits.index_bytes == 300 * 64 // 8 and exact.index_bytes == 300 * 64 * 4 + 300 * 4
+    )  # unit rows and their norms
 
 
 def test_an_int8_collection_fixes_its_ranges_in_the_file(tmp_path: Path) -> None:

@@ -228,7 +228,9 @@ class Collection:
         self._ranges: np.ndarray[Any, Any] | None = None
         self._lock = threading.Lock()
         self._connection = _open(self.path)
+        # What a query searches: float vectors as unit rows (with their norms), or codes.
         self._matrix: tuple[list[str], np.ndarray[Any, Any]] | None = None
+        self._norms: np.ndarray[Any, Any] | None = None
         self._version = -1  # SQLite's data_version when the matrix was read
         try:
             with storage_errors(self.path, "collection"):
@@ -376,7 +378,9 @@ class Collection:
     @property
     def index_bytes(self) -> int:
         """Bytes of vectors or codes held in memory for search (after the first query)."""
-        return 0 if self._matrix is None else int(self._matrix[1].nbytes)
+        if self._matrix is None:
+            return 0
+        return int(self._matrix[1].nbytes) + (0 if self._norms is None else int(self._norms.nbytes))
 
     def _claim_width(self, width: int) -> None:
         """Record the collection's vector width on its first write; refuse vectors of another
@@ -411,7 +415,7 @@ class Collection:
                     f"now returns width {len(vector)}; use the model that built it."
                 )
             if self.precision == "float32":
-                indices, scores = top_k(vector, matrix, k, metric)
+                indices, scores = self._exact(vector, matrix, k, metric)
                 chosen = [ids[index] for index in indices.tolist()]
             else:
                 chosen, scores = self._rescored(vector, ids, matrix, k, metric)
@@ -426,6 +430,17 @@ class Collection:
             Hit(item_id, rows[item_id][0], json.loads(rows[item_id][1]), float(score))
             for item_id, score in zip(chosen, scores.tolist())
         ]
+
+    def _exact(
+        self, vector: np.ndarray[Any, Any], units: np.ndarray[Any, Any], k: int, metric: Metric
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Top ``k`` over the float vectors, held as unit rows and their norms: cosine, the
+        usual query, is then one product, with no corpus normalised again at each query."""
+        assert self._norms is not None
+        if metric == "cosine":
+            length = float(np.linalg.norm(vector))
+            return top_k(vector / length if length else vector, units, k, "dot")
+        return top_k(vector, units * self._norms[:, None], k, metric)
 
     def _rescored(
         self,
@@ -489,5 +504,8 @@ class Collection:
                 if rows
                 else np.zeros((0, 0), np.float32)
             )
+            if self.precision == "float32":
+                self._norms = np.linalg.norm(matrix, axis=1).astype(np.float32)
+                matrix = matrix / np.where(self._norms == 0, 1, self._norms)[:, None]
             self._matrix, self._version = (ids, matrix), version
         return self._matrix
