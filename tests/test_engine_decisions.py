@@ -8,8 +8,9 @@ from collections import deque
 
 import pytest
 
-from embedify.engine import pacing, planning, policy
-from embedify.engine.pacing import Pacer, Ticket, TokenBucket, retry_after_from_headers
+from embedify.engine import planning, policy
+from embedify.engine.headers import parse_duration, retry_after_from_headers
+from embedify.engine.pacing import Pacer, Ticket, TokenBucket
 from embedify.engine.sizing import INITIAL_INPUTS, RequestSizer
 from embedify.errors import (
     AuthenticationError,
@@ -348,7 +349,7 @@ def test_retry_after_from_headers() -> None:
     # with the limit announced, the engine paces from its bucket: a reset is not a delay
     paced = {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-reset-tokens": "59s"}
     assert retry_after_from_headers(paced) is None
-    assert pacing.parse_duration("1m30s") == 90.0 and pacing.parse_duration("soon") is None
+    assert parse_duration("1m30s") == 90.0 and parse_duration("soon") is None
 
 
 # -- sizing ---------------------------------------------------------------------------------------

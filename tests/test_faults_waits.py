@@ -22,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import embedify
-from embedify.engine import pacing, policy
-from embedify.engine.pacing import Pacer, Ticket, retry_after_from_headers
+from embedify.engine import policy
+from embedify.engine.headers import asked_wait, retry_after_from_headers
+from embedify.engine.pacing import Pacer, Ticket
 from embedify.errors import (
     ConfigurationError,
     EmbeddingJobError,
@@ -91,7 +92,7 @@ ABSURD = [
 def test_an_absurd_wait_stops_at_once_quoting_the_header(
     headers: dict[str, str], quoted: str
 ) -> None:
-    asked = pacing.asked_wait(headers)
+    asked = asked_wait(headers)
     assert asked is not None and asked.seconds > CAP and quoted in asked.header
     decision = decide(
         RateLimitError("429: slow down", retry_after=asked.seconds), attempt(asked.header)
@@ -104,7 +105,7 @@ def test_an_absurd_wait_stops_at_once_quoting_the_header(
 
 
 def test_a_quoted_header_value_is_cut_short() -> None:
-    asked = pacing.asked_wait({"Retry-After": "9" * 500})
+    asked = asked_wait({"Retry-After": "9" * 500})
     assert asked is not None and len(asked.header) < 80
 
 
@@ -258,7 +259,7 @@ def test_any_headers_give_a_bounded_wait_or_a_fast_refusal(
 ) -> None:
     asked = retry_after_from_headers(headers)
     assert asked is None or asked >= 0.0  # never NaN, never negative
-    said = pacing.asked_wait(headers)
+    said = asked_wait(headers)
     at = attempt(said.header if said else None, rate_limits)
     strict = replace(SETTINGS, max_retry_wait=cap)
     for error in (

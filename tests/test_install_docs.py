@@ -115,6 +115,8 @@ def test_install_commands_name_only_what_a_checkout_has(noxfile: ModuleType) -> 
 class RecordingSession:
     """What a nox session would run, recorded instead."""
 
+    virtualenv = None  # nothing to remove when the session ends
+
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.commands: list[tuple[str, ...]] = []

@@ -10,11 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embedify.engine.pacing import (
-        observe_rate_limit_headers,
-        observe_usage,
-        retry_after_from_headers,
-    )
+    from embedify.engine.headers import retry_after_from_headers
+    from embedify.engine.pacing import observe_rate_limit_headers, observe_usage
     from embedify.errors import (
         AuthenticationError,
         BadResponseError,
@@ -38,16 +35,9 @@ if TYPE_CHECKING:
     )
     from embedify.hookspecs import hookimpl
     from embedify.http import HTTPEmbeddingModel, HTTPOptions
-    from embedify.model import (
-        ROLES,
-        EmbeddingModel,
-        Limits,
-        ModelInfo,
-        ModelOptions,
-        RemoteOptions,
-        Role,
-        estimate_tokens,
-    )
+    from embedify.model import EmbeddingModel
+    from embedify.options import ModelOptions, RemoteOptions
+    from embedify.protocol import ROLES, Limits, ModelInfo, Role, estimate_tokens
     from embedify.registry import get_model, register_model
     from embedify.report import EmbeddingResult, ItemReport, Report
     from embedify.scoring import cosine_similarity, similarity, top_k
@@ -70,30 +60,30 @@ _LAZY = {
     "InvalidInputError": "embedify.errors",
     "InvalidRequestError": "embedify.errors",
     "ItemReport": "embedify.report",
-    "Limits": "embedify.model",
-    "ModelInfo": "embedify.model",
+    "Limits": "embedify.protocol",
+    "ModelInfo": "embedify.protocol",
     "ModelNotFoundError": "embedify.errors",
-    "ModelOptions": "embedify.model",
+    "ModelOptions": "embedify.options",
     "PermanentError": "embedify.errors",
     "ProviderError": "embedify.errors",
     "QuotaExceededError": "embedify.errors",
-    "ROLES": "embedify.model",
+    "ROLES": "embedify.protocol",
     "RateLimitError": "embedify.errors",
     "RequestTimeoutError": "embedify.errors",
-    "RemoteOptions": "embedify.model",
+    "RemoteOptions": "embedify.options",
     "Report": "embedify.report",
-    "Role": "embedify.model",
+    "Role": "embedify.protocol",
     "TransientError": "embedify.errors",
     "UnknownModelError": "embedify.errors",
     "error_for_status": "embedify.errors",
     "cosine_similarity": "embedify.scoring",
-    "estimate_tokens": "embedify.model",
+    "estimate_tokens": "embedify.protocol",
     "get_model": "embedify.registry",
     "hookimpl": "embedify.hookspecs",
     "observe_rate_limit_headers": "embedify.engine.pacing",
     "observe_usage": "embedify.engine.pacing",
     "register_model": "embedify.registry",
-    "retry_after_from_headers": "embedify.engine.pacing",
+    "retry_after_from_headers": "embedify.engine.headers",
     "similarity": "embedify.scoring",
     "top_k": "embedify.scoring",
 }

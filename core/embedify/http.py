@@ -19,20 +19,19 @@ responses and exceptions to :meth:`~HTTPEmbeddingModel.check_response`,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import json
 import re
 import socket
-import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 
-from embedify import observe_rate_limit_headers, retry_after_from_headers
+from embedify.engine.headers import retry_after_from_headers
+from embedify.engine.pacing import observe_rate_limit_headers
 from embedify.errors import (
     STATUS_ERRORS,
     AuthenticationError,
@@ -47,6 +46,7 @@ from embedify.errors import (
     exception_chain,
     untrusted,
 )
+from embedify.loop_clients import LoopClients
 from embedify.model import EmbeddingModel, RemoteOptions, public_url
 
 _REDACTED = "***"
@@ -107,7 +107,7 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
             url = self.normalize_base_url(self._without_query(configured))
             self.base_url, self.base_url_login = _split_login(url)
             self._shown_base_url = public_url(url)
-        self._clients: dict[int, _LoopClient] = {}
+        self._clients = LoopClients(self)
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(abstract=True, **kwargs)
@@ -212,26 +212,11 @@ class HTTPEmbeddingModel(EmbeddingModel, abstract=True):
     def client(self) -> Any:
         """This event loop's client, made on first use (pools cannot move between loops) and
         closed with the loop, or by :meth:`aclose`."""
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
-        if entry is None or entry.loop() is not loop:
-            self._forget_dead_loops()
-            entry = self._clients[id(loop)] = _LoopClient.open(self, loop, self.make_client())
-        return entry.client
+        return self._clients.client(self.make_client)
 
     async def aclose(self) -> None:
         """Close this event loop's client; the next request opens a new one."""
-        self._forget_dead_loops()
-        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            await entry.aclose()
-
-    def _forget_dead_loops(self) -> None:
-        for key, entry in list(self._clients.items()):
-            loop = entry.loop()
-            if loop is None or loop.is_closed():
-                entry.on_drop.detach()
-                del self._clients[key]
+        await self._clients.aclose()
 
     # -- requests (httpx providers) -----------------------------------------------------------
 
@@ -411,76 +396,3 @@ def _body(response: Any) -> Any:
 
 def _named(error: BaseException, part: str) -> bool:
     return any(part in cls.__name__ for cls in type(error).__mro__)
-
-
-@dataclass
-class _LoopClient:
-    """A client, and what closes it when its event loop shuts down or its model is dropped."""
-
-    loop: weakref.ref[asyncio.AbstractEventLoop]
-    client: Any
-    closer: _Closer
-    on_loop_shutdown: AsyncGenerator[None, None]
-    on_drop: weakref.finalize[Any, Any]
-
-    @classmethod
-    def open(cls, owner: object, loop: asyncio.AbstractEventLoop, client: Any) -> _LoopClient:
-        """Pools warn when they are collected open, and a loop has no close callbacks, but
-        ``loop.shutdown_asyncgens()`` (called by ``asyncio.run``, and by the sync bridge at
-        exit) closes every started async generator: ``on_loop_shutdown`` is one, started here
-        up to its ``yield``. Both it and the closer are held by a finalizer of ``owner``, not
-        only by ``owner``: when the model is dropped (often in a reference cycle, with a
-        traceback) the client is not garbage with it, and the finalizer closes it on its loop.
-        """
-        closer = _Closer(client)
-        on_loop_shutdown = _closes_on_loop_shutdown(closer)
-        with contextlib.suppress(StopIteration):  # it stopped at its yield
-            on_loop_shutdown.asend(None).send(None)
-        loop_ref = weakref.ref(loop)
-        on_drop = weakref.finalize(owner, _close_soon, loop_ref, closer, on_loop_shutdown)
-        return cls(loop_ref, client, closer, on_loop_shutdown, on_drop)
-
-    async def aclose(self) -> None:
-        self.on_drop.detach()
-        await self.closer.close()
-
-
-class _Closer:
-    """Closes one client once, however many paths ask."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.closing: asyncio.Future[None] | None = None
-
-    async def close(self) -> None:
-        if self.closing is None:
-            self.closing = asyncio.ensure_future(_close(self.client))
-        await self.closing
-
-
-async def _closes_on_loop_shutdown(closer: _Closer) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await closer.close()
-
-
-def _close_soon(
-    loop_ref: weakref.ref[asyncio.AbstractEventLoop], closer: _Closer, *_: object
-) -> None:
-    loop = loop_ref()
-    if loop is not None and not loop.is_closed():
-        loop.call_soon_threadsafe(lambda: loop.create_task(closer.close()))
-
-
-async def _close(client: Any) -> None:
-    """Close an httpx client, an SDK client (``close``), or one that only closes on exit."""
-    for name in ("aclose", "close"):
-        close = getattr(client, name, None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
-            return
-    if hasattr(client, "__aexit__"):
-        await client.__aexit__(None, None, None)

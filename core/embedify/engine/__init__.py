@@ -4,9 +4,13 @@
 - ``policy``: what to do after a failed request (retry, split, shorten, fail, stop), pure;
 - ``pacing``: rate limits (token buckets learned from headers, client budgets, AIMD);
 - ``sizing``: request sizes and deadlines learned from the server's latency;
+- ``steps``: the executor's choices (what to send next, and when), pure;
 - ``executor``: sends the requests and carries the decisions out;
 - ``job``: one ``embed`` call from start to finish, with the cache;
 - ``sync``: the bridge from synchronous calls to the engine's event loop.
+
+The engine knows a model only as :class:`embedify.protocol.ProviderModel` (what a provider
+declares and implements); ``embedify.model`` calls the engine, never the other way.
 """
 
 from embedify.engine.job import embed_job

@@ -31,7 +31,8 @@ from embedify.errors import (
 if TYPE_CHECKING:
     from embedify.engine.pacing import Pacer
     from embedify.engine.sizing import RequestSizer
-    from embedify.model import EmbeddingModel, Role, Vectors
+    from embedify.protocol import ProviderModel as EmbeddingModel
+    from embedify.protocol import Role, Vectors
     from embedify.report import Report
 
 #: How often a job blocked by other jobs' requests of the same model looks again.

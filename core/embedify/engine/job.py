@@ -4,7 +4,7 @@ left through the executor, store each finished request at once, assemble the vec
 The engine's state for a model (its pacer and request sizer, shared by all its jobs) lives
 here, keyed by the model object and dropped with it. The only thing written onto a model is
 the dimension its first answer showed, when it could not say it before
-(``EmbeddingModel.learn_dimension``).
+(``ProviderModel.learn_dimension``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from embedify.report import EmbeddingResult, ItemReport, Report
 
 if TYPE_CHECKING:
     from embedify.cache import EmbeddingCache
-    from embedify.model import EmbeddingModel, Role, Vectors
+    from embedify.protocol import ProviderModel, Role, Vectors
 
 #: Jobs with fewer inputs to send than this never show a progress bar.
 PROGRESS_MIN_ITEMS = 32
@@ -57,15 +57,15 @@ class ModelState:
 
 # Keyed by the model object, under a lock: two threads or event loops making a model's first
 # call at the same moment must share one Pacer, or its rate budget would be spent twice.
-_states: weakref.WeakKeyDictionary[EmbeddingModel, ModelState] = weakref.WeakKeyDictionary()
+_states: weakref.WeakKeyDictionary[ProviderModel, ModelState] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
 # Pacers handed in before a model's first job (pace_with), applied when its state is made.
-_pacer_wraps: weakref.WeakKeyDictionary[EmbeddingModel, Callable[[Pacer], Pacer]] = (
+_pacer_wraps: weakref.WeakKeyDictionary[ProviderModel, Callable[[Pacer], Pacer]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def pace_with(model: EmbeddingModel, wrap: Callable[[Pacer], Pacer]) -> None:
+def pace_with(model: ProviderModel, wrap: Callable[[Pacer], Pacer]) -> None:
     """Before ``model``'s first job: its engine paces with ``wrap(pacer)``, ``pacer`` being the
     one the engine builds for it (e.g. one that also leases capacity from a rate budget shared
     by several processes: embedify-ray does)."""
@@ -75,13 +75,13 @@ def pace_with(model: EmbeddingModel, wrap: Callable[[Pacer], Pacer]) -> None:
         _pacer_wraps[model] = wrap
 
 
-def model_state(model: EmbeddingModel) -> ModelState | None:
+def model_state(model: ProviderModel) -> ModelState | None:
     """The engine's state for ``model`` (``None`` before its first job)."""
     with _states_lock:
         return _states.get(model)
 
 
-async def _state_for(model: EmbeddingModel) -> ModelState:
+async def _state_for(model: ProviderModel) -> ModelState:
     state = model_state(model)
     if state is not None:
         return state
@@ -96,7 +96,7 @@ async def _state_for(model: EmbeddingModel) -> ModelState:
         return state
 
 
-def _new_state(model: EmbeddingModel) -> ModelState:
+def _new_state(model: ProviderModel) -> ModelState:
     info, options = model.info, model.options
     if options.max_concurrency is not None:
         ceiling = options.max_concurrency
@@ -119,7 +119,7 @@ def _new_state(model: EmbeddingModel) -> ModelState:
 
 
 async def embed_job(
-    model: EmbeddingModel, texts: Sequence[str], role: Role, *, floats: bool = False
+    model: ProviderModel, texts: Sequence[str], role: Role, *, floats: bool = False
 ) -> EmbeddingResult:
     """Run one embedding job for ``model``; see the module docstring. ``floats``: the float
     vectors a model quantized here starts from (its calibration set is embedded so)."""
@@ -229,7 +229,7 @@ async def embed_job(
     return EmbeddingResult(vectors, report)
 
 
-async def _calibration_ranges(model: EmbeddingModel, state: ModelState) -> Vectors:
+async def _calibration_ranges(model: ProviderModel, state: ModelState) -> Vectors:
     """The int8/uint8 ranges of a model quantized here, measured once per model object from
     the float vectors of its calibration texts (cached like any other job's)."""
     if state.ranges is None:
@@ -268,7 +268,7 @@ class _JobCache:
     """The cache, as one job uses it: keys on the text actually sent (cut or not), the role,
     and the model's fingerprint (provider, model, revision, endpoint, dimension, roles)."""
 
-    def __init__(self, cache: EmbeddingCache, model: EmbeddingModel, role: str, work: Work):
+    def __init__(self, cache: EmbeddingCache, model: ProviderModel, role: str, work: Work):
         self.cache = cache
         info = model.info
         if info.quantized_by == "embedify":  # the float vectors, whatever codes come of them
@@ -303,7 +303,7 @@ class _JobCache:
 
 
 def _cache(
-    model: EmbeddingModel,
+    model: ProviderModel,
     unique: list[int],
     work: Work,
     role: str,

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 
 from embedify.errors import ConfigurationError
-from embedify.model import EmbeddingModel, Vectors
+from embedify.protocol import ProviderModel, Vectors
 from embedify.responses import vector_matrix
 
 
-def checked(vectors: Any, count: int, dimension: int | None, model: EmbeddingModel) -> Vectors:
+def checked(vectors: Any, count: int, dimension: int | None, model: ProviderModel) -> Vectors:
     """``vectors`` as float32 ``(count, dimension)`` (one finite vector per input, ``dimension``
     wide when known), or a ``BadResponseError`` naming the model and the input."""
     return vector_matrix(vectors, count, source=repr(model), width=dimension)
@@ -25,7 +25,7 @@ def l2_normalize(array: Vectors) -> Vectors:
     return result
 
 
-def output_dimensions(model: EmbeddingModel) -> tuple[int | None, int | None]:
+def output_dimensions(model: ProviderModel) -> tuple[int | None, int | None]:
     """(dimension the provider returns, dimension the caller gets). The model checked the
     ``dimensions`` option when it was built; this is the backstop for limits learned later."""
     requested = model.options.dimensions
@@ -39,7 +39,7 @@ def output_dimensions(model: EmbeddingModel) -> tuple[int | None, int | None]:
     return requested, requested
 
 
-def finished(vectors: Vectors, model: EmbeddingModel, output_dimension: int | None) -> Vectors:
+def finished(vectors: Vectors, model: ProviderModel, output_dimension: int | None) -> Vectors:
     """Cut Matryoshka vectors to the requested size, and normalise where the caller expects it:
     ``normalize=True``, a cut, or ``dimensions`` sent to a server (OpenAI's own vectors are
     unit-length at any size; compatible servers may not be), unless ``normalize=False``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, cast
+from typing import Any, Literal, NoReturn, cast
 
 from embedify_openai.model import KNOWN_MODELS, OpenAIEmbeddingModel, OpenAIOptions
 from pydantic import Field, SecretStr
@@ -109,6 +109,14 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
             raise errors.AuthenticationError("azure_ad_token_provider returned no token")
         self._last_token = str(token)
         return {"Authorization": f"Bearer {token}"}
+
+    def batch_api(self) -> NoReturn:
+        """Not inherited from OpenAI's: Azure runs batches on Global Batch deployments, with
+        their own routes and limits, which this plugin does not drive yet."""
+        raise errors.ConfigurationError(
+            "azure-openai has no batch API in embedify yet (Azure runs batches on Global Batch "
+            "deployments); embed online (--via online), or use openai: for --via batch."
+        )
 
     def make_client(self) -> Any:
         import openai

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -27,6 +27,9 @@ import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
 from embedify.responses import ordered_embeddings, vector_matrix
+
+if TYPE_CHECKING:
+    from embedify_openai.batch import OpenAIBatchAPI
 
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "text-embedding-3-small": {"dimension": 1536, "dimensions": True},
@@ -200,6 +203,14 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
         if "max_tokens_per_request" in (code, kind) or "Too many inputs" in message:
             return errors.BatchTooLargeError(text, status=status)
         return None
+
+    # -- the batch API (embedify.bulk.SupportsBatchAPI) ---------------------------------------
+
+    def batch_api(self) -> OpenAIBatchAPI:
+        """OpenAI's Batch API for this model's requests (``embed-dataset --via batch``)."""
+        from embedify_openai.batch import OpenAIBatchAPI
+
+        return OpenAIBatchAPI(self)
 
     # -- tokens ------------------------------------------------------------------------------
 

@@ -22,6 +22,11 @@ float32) answers, and:
   order, that keeps computing a request whose client gave up (time out) as real servers do; any
   key and model name, no rate-limit headers, no per-request token limit.
 
+The Batch API (:class:`FakeBatches`, on by default): Files (``POST /v1/files`` multipart with
+purpose ``batch``, ``GET /v1/files/{id}/content``) and Batches (``POST /v1/batches``, ``GET
+/v1/batches/{id}``, ``GET /v1/batches``, ``POST /v1/batches/{id}/cancel``), modelled on
+OpenAI's API reference: see its docstring.
+
 Azure: ``/openai/deployments/{name}/embeddings?api-version=`` (``api-key`` header or bearer
 token; api-version required) and ``/openai/v1/embeddings``, with Azure's error bodies (string
 ``code``, no ``type``).
@@ -45,14 +50,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.policy
 import hashlib
+import itertools
 import json
 import math
+import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from typing import Any
 
 import numpy as np
@@ -171,9 +180,11 @@ class FakeOpenAI(FakeService):
     max_in_flight: int | None = None  # requests beyond this wait for a slot (server capacity)
     self_hosted: bool = False  # infinity-emb / TEI on a CPU: one compute queue, no limits shown
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    batches: FakeBatches = field(default_factory=lambda: FakeBatches())
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.batches.embed_line = self._embed_line
         now = self.clock()
         self._requests = TokenBucket(self.requests_per_minute or DEFAULT_REQUESTS_PER_MINUTE, now)
         self._tokens = TokenBucket(self.tokens_per_minute or DEFAULT_TOKENS_PER_MINUTE, now)
@@ -188,6 +199,19 @@ class FakeOpenAI(FakeService):
     # -- the FakeService contract, parsing each body once ------------------------------------
 
     def __call__(self, request: Request) -> Response:
+        if not self.azure and request.path.startswith(("/v1/files", "/v1/batches")):
+            response = self.batches(request)
+            with self._lock:
+                self.log.append(
+                    {
+                        "status": response.status,
+                        "path": request.path,
+                        "headers": request.headers,
+                        "query": request.query,
+                        "body": None,
+                    }
+                )
+            return response
         with self._lock:
             self._count += 1
             count, roll = self._count, self._random.random()
@@ -297,15 +321,28 @@ class FakeOpenAI(FakeService):
 
     # -- validation, limits, faults and the answer -------------------------------------------
 
-    def _embed(self, body: dict[str, Any], model: str | None, count: int, roll: float) -> Response:
-        if self.quota_exhausted:
+    def _embed_line(self, body: dict[str, Any]) -> Response:
+        """One request of a batch: the online endpoint's validation and answer, without its rate
+        limits, faults or latency (a batch has its own limits)."""
+        return self._embed(body, body.get("model"), 0, 1.0, in_batch=True)
+
+    def _embed(
+        self,
+        body: dict[str, Any],
+        model: str | None,
+        count: int,
+        roll: float,
+        *,
+        in_batch: bool = False,
+    ) -> Response:
+        if self.quota_exhausted and not in_batch:
             return _error(
                 429,
                 "You exceeded your current quota, please check your plan and billing details.",
                 "insufficient_quota",
                 "insufficient_quota",
             )
-        if self.rate_limit_every and count % self.rate_limit_every == 0:
+        if self.rate_limit_every and count % self.rate_limit_every == 0 and not in_batch:
             return self._storm_rate_limited()
         if model not in MODELS and not self.self_hosted:
             if self.azure:
@@ -379,8 +416,11 @@ class FakeOpenAI(FakeService):
                 400, "This model does not support specifying dimensions.", "invalid_request_error"
             )
         assert model is not None
-        if self.self_hosted:
+        if in_batch:
             headers: dict[str, str] = {}
+            delay = 0.0
+        elif self.self_hosted:
+            headers = {}
             delay = self._queue(total)
         else:
             refused, headers = self._admit(model, total)
@@ -389,7 +429,7 @@ class FakeOpenAI(FakeService):
             delay = self.latency + self.latency_per_token * total
         with self._lock:
             self.inputs_received += len(inputs)
-        if roll < self.error_rate:
+        if not in_batch and roll < self.error_rate:
             if roll < self.error_rate / 2:
                 return _error(
                     500,
@@ -533,6 +573,395 @@ class FakeOpenAI(FakeService):
         with self._lock:
             self._refill()
             return self._limit_headers()
+
+
+#: A batch's states, in order, when nothing goes wrong.
+BATCH_FLOW = ("validating", "in_progress", "finalizing", "completed")
+_BATCH_ENDPOINTS = ("/v1/embeddings", "/v1/chat/completions", "/v1/completions", "/v1/responses")
+PAUSE_STAGES = ("upload", "create", "poll", "download")
+
+
+def _multipart(request: Request) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a ``multipart/form-data`` body: name -> (file name, bytes)."""
+    header = f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(header + request.body)
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = (part.get_filename(), payload)
+    return fields
+
+
+@dataclass
+class FakeBatches:
+    """OpenAI's Files and Batches for ``/v1/embeddings``, as its API reference describes them.
+
+    A batch goes validating -> in_progress -> finalizing -> completed, one state per
+    :meth:`advance` (and per ``GET /v1/batches/{id}`` while ``advance_on_poll``), so tests
+    decide when time passes. Validation checks each line (JSON, ``custom_id`` unique, ``POST``
+    to the batch's endpoint, one model) and the limits (requests per file, inputs per batch);
+    problems make the batch ``failed`` with ``errors.data`` naming each line. Each request is
+    answered as the online endpoint answers it (its 400s land in the error file); the output
+    file's lines come shuffled. Faults: ``expire`` (the first n batches expire with half their
+    requests done: the rest are ``batch_expired`` in the error file), ``fail`` (the first n
+    batches fail, OpenAI's enqueued-token limit), ``fail_once`` (these custom ids fail with a
+    500 the first time they run). ``pause_at`` holds the answer to the first request of a stage
+    (``upload``, ``create``, ``poll``: a retrieve of a batch in progress, ``download``) after
+    the server did the work, sets ``paused`` and waits for :meth:`release`: a test kills its
+    client there. ``created`` counts the batches made.
+    """
+
+    max_requests_per_file: int = 50_000
+    max_file_bytes: int = 200 * 1_000_000
+    max_batch_inputs: int = 50_000
+    advance_on_poll: bool = True
+    expire: int = 0
+    fail: int = 0
+    fail_once: frozenset[str] = frozenset()
+    pause_at: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        self._random = random.Random(self.seed)
+        self._ids = itertools.count(1)
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}  # id -> the batch object, as served
+        self._failed_once: set[str] = set()
+        self._held: set[str] = set()
+        self.paused = threading.Event()
+        self._release = threading.Event()
+        #: Answers one request of a batch (set by :class:`FakeOpenAI`: its online answer).
+        self.embed_line: Callable[[dict[str, Any]], Response] = lambda body: Response(500)
+
+    @property
+    def created(self) -> int:
+        return len(self.batches)
+
+    def release(self) -> None:
+        """Let a held answer go (to a client that is usually dead by then)."""
+        self._release.set()
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def __call__(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        method, path = request.method, request.path
+        with self._lock:
+            if method == "POST" and path == "/v1/files":
+                answer, stage = self._upload(request), "upload"
+            elif method == "GET" and (found := re.fullmatch(r"/v1/files/([^/]+)/content", path)):
+                answer, stage = self._content(found.group(1)), "download"
+            elif method == "POST" and path == "/v1/batches":
+                answer, stage = self._create(request.json() or {}), "create"
+            elif method == "GET" and path == "/v1/batches":
+                answer, stage = self._list(request.query), ""
+            elif method == "GET" and (found := re.fullmatch(r"/v1/batches/([^/]+)", path)):
+                answer, stage = self._retrieve(found.group(1)), "poll"
+            elif method == "POST" and (found := re.fullmatch(r"/v1/batches/([^/]+)/cancel", path)):
+                answer, stage = self._cancel(found.group(1)), ""
+            else:
+                return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+            if stage == "poll" and (answer.body or {}).get("status") != "in_progress":
+                stage = ""  # "mid-poll" is a batch in progress
+            hold = stage == self.pause_at and stage not in self._held and answer.status == 200
+            if hold:
+                self._held.add(stage)
+        if hold:
+            self.paused.set()
+            self._release.wait(timeout=60)
+        return answer
+
+    def _not_found(self, kind: str, name: str) -> Response:
+        return _error(404, f"No such {kind}: '{name}'", "invalid_request_error")
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _upload(self, request: Request) -> Response:
+        fields = _multipart(request)
+        if "file" not in fields or "purpose" not in fields:
+            return _error(400, "Missing 'file' or 'purpose' in the form.", "invalid_request_error")
+        filename, content = fields["file"]
+        purpose = fields["purpose"][1].decode()
+        if len(content) > self.max_file_bytes:
+            return _error(
+                400,
+                f"File is too large: {len(content)} bytes, the limit for purpose '{purpose}' is "
+                f"{self.max_file_bytes} bytes.",
+                "invalid_request_error",
+            )
+        return Response(200, self._store(filename or "upload.jsonl", content, purpose))
+
+    def _store(self, filename: str, content: bytes, purpose: str) -> dict[str, Any]:
+        file_id = f"file-{next(self._ids):06d}"
+        self.contents[file_id] = content
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
+        return self.files[file_id]
+
+    def _content(self, file_id: str) -> Response:
+        if file_id not in self.contents:
+            return self._not_found("File", file_id)
+        return Response(200, self.contents[file_id])
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _create(self, body: dict[str, Any]) -> Response:
+        file_id, endpoint = body.get("input_file_id"), body.get("endpoint")
+        if body.get("completion_window") != "24h":
+            return _error(400, "completion_window must be '24h'.", "invalid_request_error")
+        if endpoint not in _BATCH_ENDPOINTS:
+            return _error(400, f"Unsupported endpoint {endpoint!r}.", "invalid_request_error")
+        if file_id not in self.files:
+            return self._not_found("File", str(file_id))
+        batch_id = f"batch_{next(self._ids):06d}"
+        self.batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": endpoint,
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": int(time.time()),
+            "expires_at": int(time.time()) + 86_400,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
+        }
+        return Response(200, self.batches[batch_id])
+
+    def _retrieve(self, batch_id: str) -> Response:
+        if batch_id not in self.batches:
+            return self._not_found("batch", batch_id)
+        if self.advance_on_poll:
+            self.advance(batch_id)
+        return Response(200, self.batches[batch_id])
+
+    def _list(self, query: dict[str, str]) -> Response:
+        newest_first = list(reversed(self.batches.values()))
+        if "after" in query:
+            ids = [batch["id"] for batch in newest_first]
+            start = ids.index(query["after"]) + 1 if query["after"] in ids else len(ids)
+            newest_first = newest_first[start:]
+        limit = int(query.get("limit", 20))
+        page = newest_first[:limit]
+        return Response(
+            200,
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(newest_first) > limit,
+            },
+        )
+
+    def _cancel(self, batch_id: str) -> Response:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return self._not_found("batch", batch_id)
+        if batch["status"] not in BATCH_FLOW[:3]:
+            return _error(
+                409,
+                f"Cannot cancel a batch with status '{batch['status']}'.",
+                "invalid_request_error",
+            )
+        self._stamp(batch, "cancelling")
+        return Response(200, batch)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def advance(self, batch_id: str | None = None) -> None:
+        """Move one batch (every unfinished one when ``None``) to its next state."""
+        with self._lock:
+            for batch in [self.batches[batch_id]] if batch_id else list(self.batches.values()):
+                self._step(batch)
+
+    def _stamp(self, batch: dict[str, Any], status: str) -> None:
+        batch["status"] = status
+        batch[f"{status}_at"] = int(time.time())
+
+    def _step(self, batch: dict[str, Any]) -> None:
+        status = batch["status"]
+        number = int(batch["id"].removeprefix("batch_"))
+        order = sorted(int(i.removeprefix("batch_")) for i in self.batches).index(number)
+        if status == "cancelling":
+            self._stamp(batch, "cancelled")
+        elif status == "validating":
+            problems = self._validate(self.contents[batch["input_file_id"]], batch["endpoint"])
+            if not problems and order < self.fail:
+                problems = [
+                    (
+                        None,
+                        "token_limit_exceeded",
+                        "Enqueued token limit reached for text-embedding-3-small in "
+                        "organization org-test. Limit: 3,000,000 enqueued tokens. Please "
+                        "try again once some in_progress batches have been completed.",
+                    )
+                ]
+            if problems:
+                batch["errors"] = {
+                    "object": "list",
+                    "data": [
+                        {"code": code, "message": message, "param": None, "line": line}
+                        for line, code, message in problems
+                    ],
+                }
+                self._stamp(batch, "failed")
+            else:
+                lines = self.contents[batch["input_file_id"]].splitlines()
+                batch["request_counts"]["total"] = sum(1 for line in lines if line.strip())
+                self._stamp(batch, "in_progress")
+        elif status == "in_progress":
+            self._run(batch, expire=order < self.expire)
+        elif status == "finalizing":
+            self._stamp(batch, "completed")
+
+    def _validate(self, content: bytes, endpoint: str) -> list[tuple[int | None, str, str]]:
+        """Problems of an input file, as ``(line, code, message)``."""
+        problems: list[tuple[int | None, str, str]] = []
+        seen: set[str] = set()
+        models: set[str] = set()
+        requests = inputs = 0
+        for number, raw in enumerate(content.splitlines(), 1):
+            if not raw.strip():
+                continue
+            requests += 1
+            try:
+                line = json.loads(raw)
+                custom_id, body = line["custom_id"], line["body"]
+                assert isinstance(custom_id, str) and isinstance(body, dict)
+            except (ValueError, KeyError, TypeError, AssertionError):
+                problems.append(
+                    (
+                        number,
+                        "invalid_json_line",
+                        "This line is not a JSON object with a string custom_id and a body object.",
+                    )
+                )
+                continue
+            if custom_id in seen:
+                problems.append(
+                    (
+                        number,
+                        "duplicate_custom_id",
+                        f"custom_id {custom_id!r} is used by an earlier request; each "
+                        "request of a batch needs its own.",
+                    )
+                )
+            if line.get("method") != "POST" or line.get("url") != endpoint:
+                problems.append(
+                    (
+                        number,
+                        "invalid_url",
+                        f"Each request must be a POST to the batch's endpoint {endpoint}.",
+                    )
+                )
+            seen.add(custom_id)
+            models.add(str(body.get("model")))
+            given = body.get("input")
+            inputs += len(given) if isinstance(given, list) else 1
+            if len(models) > 1:
+                problems.append(
+                    (number, "mismatched_model", "All requests of a batch must use the same model.")
+                )
+        if requests > self.max_requests_per_file:
+            problems.append(
+                (
+                    None,
+                    "too_many_requests",
+                    f"The file holds {requests} requests; a batch holds at most "
+                    f"{self.max_requests_per_file}.",
+                )
+            )
+        if endpoint == "/v1/embeddings" and inputs > self.max_batch_inputs:
+            problems.append(
+                (
+                    None,
+                    "too_many_inputs",
+                    f"The batch holds {inputs} embedding inputs; an embeddings batch "
+                    f"holds at most {self.max_batch_inputs}.",
+                )
+            )
+        if requests == 0:
+            problems.append((None, "empty_file", "The input file holds no request."))
+        return problems
+
+    def _run(self, batch: dict[str, Any], *, expire: bool) -> None:
+        """Answer the batch's requests (half of them when it expires) into its files."""
+        lines = [
+            json.loads(raw)
+            for raw in self.contents[batch["input_file_id"]].splitlines()
+            if raw.strip()
+        ]
+        done = lines[: len(lines) // 2] if expire else lines
+        outputs: list[bytes] = []
+        failures: list[bytes] = []
+        for line in done:
+            custom_id = line["custom_id"]
+            if custom_id in self.fail_once and custom_id not in self._failed_once:
+                self._failed_once.add(custom_id)
+                status, body = (
+                    500,
+                    {
+                        "error": {
+                            "message": "The server had an error processing your request.",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    },
+                )
+            else:
+                answer = self.embed_line(line["body"])
+                status = answer.status
+                body = json.loads(answer.body) if isinstance(answer.body, bytes) else answer.body
+            result = {
+                "id": f"batch_req_{next(self._ids):06d}",
+                "custom_id": custom_id,
+                "response": {"status_code": status, "request_id": "req_test", "body": body},
+                "error": None,
+            }
+            (outputs if status == 200 else failures).append(json.dumps(result).encode())
+        for line in lines[len(done) :]:
+            failures.append(
+                json.dumps(
+                    {
+                        "id": f"batch_req_{next(self._ids):06d}",
+                        "custom_id": line["custom_id"],
+                        "response": None,
+                        "error": {
+                            "code": "batch_expired",
+                            "message": "This request could not be "
+                            "executed before the completion window expired.",
+                        },
+                    }
+                ).encode()
+            )
+        self._random.shuffle(outputs)
+        for name, found in (("output_file_id", outputs), ("error_file_id", failures)):
+            if found:
+                stored = self._store(
+                    f"{batch['id']}_{name}.jsonl", b"\n".join(found) + b"\n", "batch_output"
+                )
+                batch[name] = stored["id"]
+        batch["request_counts"].update(completed=len(outputs), failed=len(failures))
+        self._stamp(batch, "expired" if expire else "finalizing")
 
 
 @dataclass(frozen=True)

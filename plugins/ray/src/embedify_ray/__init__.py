@@ -32,6 +32,7 @@ def __getattr__(name: str) -> Any:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    from embedify_ray.cli import embed_dataset_command
+    from embedify_ray.cli import batches_group, embed_dataset_command
 
     cli.add_command(embed_dataset_command)
+    cli.add_command(batches_group)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,7 +31,9 @@ from embedify_ray.schema import RowSchema
 
 if TYPE_CHECKING:
     from embedify import EmbeddingModel
+    from embedify.bulk import Price
     from embedify.model import Role
+    from embedify_ray.batching import BatchSummary
 
 MANIFEST = "_embedify.json"
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -50,14 +52,17 @@ class FileReport:
     parts: int
     seconds: float
     peak_memory_mb: float
+    #: ``via="batch"``: the batch job's numbers and cost.
+    batch: BatchSummary | None = None
 
     def summary(self) -> str:
         rate = f" ({self.embedded_rows / self.seconds:.0f} rows/s)" if self.embedded_rows else ""
-        return (
+        line = (
             f"{self.rows} rows in {self.parts} parts: {self.embedded_rows} embedded, "
             f"{self.skipped_rows} already written; {self.seconds:.1f} s{rate}, "
             f"peak memory {self.peak_memory_mb:.0f} MB"
         )
+        return line if self.batch is None else f"{line}\n{self.batch.summary()}"
 
 
 def part_path(output: Path, index: int) -> Path:
@@ -322,6 +327,9 @@ def embed_file(
     ray_address: str | None = None,
     actors: int | None = None,
     show_progress: bool = False,
+    via: Literal["online", "batch"] = "online",
+    poll_interval: float = 60.0,
+    price: Price | None = None,
     **options: Any,
 ) -> FileReport:
     """Embed ``column`` of a Parquet/JSONL file into Parquet parts under ``output``.
@@ -330,12 +338,26 @@ def embed_file(
     local Ray cluster, else the address of a running one) the parts are embedded by an actor
     pool, one model per actor, and ``model`` must be a name (each actor builds its own).
     ``show_progress`` writes rows, rows/s and time left to stderr while parts run.
+    ``via="batch"`` sends the rows through the provider's batch API instead (polled every
+    ``poll_interval`` seconds; ``price`` overrides the plugin's, for the report), writing the
+    same parts: see :mod:`embedify_ray.batching`.
     """
     from embedify import EmbeddingModel, get_model
 
     source, target = Path(input_path), Path(output)
     if not source.is_file():
         raise ConfigurationError(f"{source}: no such input file.")
+    if via == "batch":
+        if ray_address is not None or actors is not None:
+            raise ConfigurationError(
+                "a batch job runs at the provider: leave out --ray and --actors with --via batch."
+            )
+        embedder = model if isinstance(model, EmbeddingModel) else get_model(model, **options)
+        return _embed_via_batch(
+            source, target, embedder, column, output_column, role, part_rows, poll_interval, price
+        )
+    if via != "online":
+        raise ConfigurationError(f"via={via!r}: embed 'online' or through the 'batch' API.")
     if actors is not None and ray_address is None:
         raise ConfigurationError(
             f"actors={actors} sizes the actor pool on Ray: embed on Ray too (--ray, "
@@ -410,6 +432,51 @@ def embed_file(
         parts=-(-scan.rows // part_rows),
         seconds=time.perf_counter() - started,
         peak_memory_mb=_peak_memory_mb(),
+    )
+
+
+def _embed_via_batch(
+    source: Path,
+    target: Path,
+    model: EmbeddingModel,
+    column: str,
+    output_column: str,
+    role: Role,
+    part_rows: int,
+    poll_interval: float,
+    price: Price | None,
+) -> FileReport:
+    from embedify_ray.batching import batch_api_for, embed_in_batches
+
+    started = time.perf_counter()
+    api = batch_api_for(model, price)  # a model without one: refused before anything is read
+    scan = scan_input(source, column, output_column)
+    done = _open_output(
+        target, _manifest(source, model.info.fingerprint(), column, output_column, role, part_rows)
+    )
+    summary = embed_in_batches(
+        model,
+        api,
+        scan,
+        target,
+        done,
+        column=column,
+        output_column=output_column,
+        role=role,
+        part_rows=part_rows,
+        poll_interval=poll_interval,
+        write_part=lambda index, table: _write_part(target, index, table),
+    )
+    parts = -(-scan.rows // part_rows)
+    skipped = sum(min(part_rows, scan.rows - index * part_rows) for index in done)
+    return FileReport(
+        rows=scan.rows,
+        embedded_rows=scan.rows - skipped,
+        skipped_rows=skipped,
+        parts=parts,
+        seconds=time.perf_counter() - started,
+        peak_memory_mb=_peak_memory_mb(),
+        batch=summary,
     )
 
 
