@@ -26,7 +26,7 @@ from typing import Any
 import embedify
 from embedify import errors
 from embedify.http import ErrorResponse
-from embedify.model import Vectors
+from embedify.protocol import Vectors
 from embedify.responses import vector_matrix
 
 # model: (dimension when none is asked for, the dimensions it returns on request; None: fixed)

@@ -48,7 +48,7 @@ from pydantic import Field
 
 import embedify
 from embedify import errors
-from embedify.model import public_url
+from embedify.protocol import public_url
 from embedify.quantize import PRECISIONS
 from embedify.responses import vector_matrix
 

@@ -10,7 +10,7 @@ from langchain_core.embeddings import Embeddings
 import embedify
 from embedify import EmbeddingModel
 from embedify.engine import Report
-from embedify.model import Role
+from embedify.protocol import Role
 
 
 class EmbedifyEmbeddings(Embeddings):

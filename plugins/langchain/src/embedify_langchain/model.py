@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from embedify.model import Role
+from embedify.protocol import Role
 from embedify.wrapping import WrappedEmbeddingModel
 
 

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 import embedify
 from embedify import EmbeddingModel
 from embedify.engine import Report
-from embedify.model import Role
+from embedify.protocol import Role
 
 dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
 

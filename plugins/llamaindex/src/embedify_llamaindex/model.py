@@ -8,7 +8,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from embedify import Limits
-from embedify.model import Role
+from embedify.protocol import Role
 from embedify.wrapping import WrappedEmbeddingModel
 
 

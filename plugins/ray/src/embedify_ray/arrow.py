@@ -11,7 +11,7 @@ from embedify.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from embedify import EmbeddingModel
-    from embedify.model import Role
+    from embedify.protocol import Role
 
 
 def is_text(kind: pa.DataType) -> bool:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from embedify import EmbeddingModel
-    from embedify.model import Role
+    from embedify.protocol import Role
     from embedify_ray.files import InputScan
 
 #: Providers whose embedify plugin implements a batch API (named in the error for the others).

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from embedify.errors import ConfigurationError
-from embedify.model import RemoteOptions
+from embedify.options import RemoteOptions
 from embedify_ray.arrow import add_embeddings
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import ray.data
 
     from embedify import EmbeddingModel
-    from embedify.model import Role
+    from embedify.protocol import Role
 
 #: Rate budgets that belong to the API key, so the actors share them: each option and the kind
 #: of capacity the shared budget keeps for it.

@@ -32,7 +32,7 @@ from embedify_ray.schema import RowSchema
 if TYPE_CHECKING:
     from embedify import EmbeddingModel
     from embedify.bulk import Price
-    from embedify.model import Role
+    from embedify.protocol import Role
     from embedify_ray.batching import BatchSummary
 
 MANIFEST = "_embedify.json"
