@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -206,6 +207,11 @@ def main() -> None:
     )
     parser.add_argument("--infinity", default=shutil.which("infinity_emb") or "infinity_emb")
     parser.add_argument(
+        "--embedify-only",
+        action="store_true",
+        help="Measure embedify alone (no infinity-emb at hand): texts/s and latency, no ratio.",
+    )
+    parser.add_argument(
         "--embedify-arg", action="append", default=[], help="Extra `embedify serve` argument."
     )
     arguments = parser.parse_args()
@@ -227,17 +233,14 @@ def main() -> None:
         for clients in LEVELS
     }
     probe = texts[:32]
-    runners = ["embedify", "infinity"]
+    runners = ["embedify"] if arguments.embedify_only else ["embedify", "infinity"]
     results: dict[str, dict[int, list[Level]]] = {
         name: {clients: [] for clients in LEVELS} for name in runners
     }
     ratios: dict[int, list[float]] = {clients: [] for clients in LEVELS}
     idle_cpu = dict.fromkeys(runners, 0.0)
-    with (
-        running("embedify", arguments.infinity) as embedify_url,
-        running("infinity", arguments.infinity) as infinity_url,
-    ):
-        urls = {"embedify": embedify_url, "infinity": infinity_url}
+    with contextlib.ExitStack() as servers:
+        urls = {name: servers.enter_context(running(name, arguments.infinity)) for name in runners}
         pids = {name: server_pid(url) for name, url in urls.items()}
         references = {name: vectors(url, probe) for name, url in urls.items()}
         for url in urls.values():
@@ -247,31 +250,21 @@ def main() -> None:
             for clients in LEVELS:
                 rates: dict[str, list[float]] = {name: [] for name in runners}
                 for name in [*order, *reversed(order)]:
-                    other = next(n for n in runners if n != name)
-                    before = cpu_seconds(pids[other])
+                    others = [n for n in runners if n != name]
+                    before = {other: cpu_seconds(pids[other]) for other in others}
                     level = asyncio.run(load(urls[name], workload[clients], clients))
-                    idle_cpu[other] += cpu_seconds(pids[other]) - before
+                    for other in others:
+                        idle_cpu[other] += cpu_seconds(pids[other]) - before[other]
                     results[name][clients].append(level)
                     rates[name].append(level.texts_per_second)
-                ratio = statistics.mean(rates["embedify"]) / statistics.mean(rates["infinity"])
-                ratios[clients].append(ratio)
-                print(
-                    f"run {run + 1}, {clients:>2} clients: embedify "
-                    f"{statistics.mean(rates['embedify']):.1f}/s, infinity "
-                    f"{statistics.mean(rates['infinity']):.1f}/s, ratio {ratio:.2f}",
-                    flush=True,
-                )
-    cosines = np.sum(references["embedify"] * references["infinity"], axis=1) / (
-        np.linalg.norm(references["embedify"], axis=1)
-        * np.linalg.norm(references["infinity"], axis=1)
-    )
-    print(f"\ncosine embedify vs infinity on {len(probe)} texts: min {cosines.min():.6f}")
-    if cosines.min() < 0.999:
-        print("WARNING: below 0.999 on the same weights: the comparison is invalid.")
-    print(
-        "CPU seconds each server used while the other was measured (idle cost): "
-        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in idle_cpu.items())
-    )
+                line = ", ".join(f"{n} {statistics.mean(rates[n]):.1f}/s" for n in runners)
+                if not arguments.embedify_only:
+                    ratio = statistics.mean(rates["embedify"]) / statistics.mean(rates["infinity"])
+                    ratios[clients].append(ratio)
+                    line += f", ratio {ratio:.2f}"
+                print(f"run {run + 1}, {clients:>2} clients: {line}", flush=True)
+    if not arguments.embedify_only:
+        compare(references, probe, idle_cpu)
 
     def median(name: str, clients: int, field: str) -> float:
         return statistics.median(getattr(level, field) for level in results[name][clients])
@@ -285,8 +278,27 @@ def main() -> None:
             rate = median(name, clients, "texts_per_second")
             p50 = median(name, clients, "p50") * 1000
             p99 = median(name, clients, "p99") * 1000
-            ratio = statistics.median(ratios[clients]) if name == "embedify" else 1.0
-            print(f"{clients:>7} {name:>9} {rate:>9.1f} {p50:>8.1f} {p99:>8.1f}  {ratio:.2f}x")
+            shown = "" if arguments.embedify_only else "1.00x"
+            if name == "embedify" and ratios[clients]:
+                shown = f"{statistics.median(ratios[clients]):.2f}x"
+            print(f"{clients:>7} {name:>9} {rate:>9.1f} {p50:>8.1f} {p99:>8.1f}  {shown}")
+
+
+def compare(
+    references: dict[str, np.ndarray], probe: list[str], idle_cpu: dict[str, float]
+) -> None:
+    """Both servers' vectors of the same texts must agree, or the comparison is invalid."""
+    cosines = np.sum(references["embedify"] * references["infinity"], axis=1) / (
+        np.linalg.norm(references["embedify"], axis=1)
+        * np.linalg.norm(references["infinity"], axis=1)
+    )
+    print(f"\ncosine embedify vs infinity on {len(probe)} texts: min {cosines.min():.6f}")
+    if cosines.min() < 0.999:
+        print("WARNING: below 0.999 on the same weights: the comparison is invalid.")
+    print(
+        "CPU seconds each server used while the other was measured (idle cost): "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in idle_cpu.items())
+    )
 
 
 def server_pid(url: str) -> int:

@@ -9,18 +9,18 @@ are cancelled at once, so no request is sent after the job has failed.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from embedify.engine import pacing, planning, policy
+from embedify.engine import pacing, policy, steps
+from embedify.engine.steps import PROBE_INPUTS as PROBE_INPUTS
+from embedify.engine.steps import Batch
 from embedify.engine.vectors import checked
 from embedify.errors import (
-    BatchTooLargeError,
     ConfigurationError,
     PermanentError,
     ProviderError,
@@ -31,15 +31,8 @@ from embedify.errors import (
 if TYPE_CHECKING:
     from embedify.engine.pacing import Pacer
     from embedify.engine.sizing import RequestSizer
-    from embedify.protocol import ProviderModel as EmbeddingModel
-    from embedify.protocol import Role, Vectors
+    from embedify.protocol import ProviderModel, Role, Vectors
     from embedify.report import Report
-
-#: How often a job blocked by other jobs' requests of the same model looks again.
-_POLL = 0.05
-#: Inputs in the lone first request to a remote model when the job needs more than one: its
-#: answer tells the limits and the latency, and the rest of the job waits for it.
-PROBE_INPUTS = 4
 
 
 class ProviderInterrupted(Exception):
@@ -53,16 +46,6 @@ class ProviderInterrupted(Exception):
 
 
 @dataclass
-class Batch:
-    """One request's inputs (caller indices) and what happened to it so far."""
-
-    indices: list[int]
-    errors: int = 0
-    rate_limits: int = 0
-    sent: bool = False
-
-
-@dataclass
 class Work:
     """What to send for each input: the text (cut when needed) and its tokens."""
 
@@ -72,11 +55,13 @@ class Work:
 
 
 class Executor:
-    """The requests of one job that could not be served from the cache."""
+    """The requests of one job that could not be served from the cache. Its choices are the
+    pure functions of ``steps``; the executor carries them out with ``clock``, ``sleep`` and
+    ``rng`` (uniform in [0, 1), the retries' jitter), which tests replace."""
 
     def __init__(
         self,
-        model: EmbeddingModel,
+        model: ProviderModel,
         role: Role,
         work: Work,
         report: Report,
@@ -88,6 +73,8 @@ class Executor:
         max_inputs: int | None,
         on_done: Callable[[list[int], Vectors], None],
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.model = model
         self.role = role
@@ -98,10 +85,12 @@ class Executor:
         # Remote models cap the waits their server may ask for with their own option.
         cap = getattr(model.options, "max_retry_wait", settings.max_retry_wait)
         self.settings = replace(settings, max_retry_wait=cap)
+        self.limits = steps.Limits(max_inputs, model.limits.max_tokens_per_request, cap)
         self.provider_dimension = provider_dimension
-        self.max_inputs = max_inputs
         self.on_done = on_done
         self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
         self.native_async = model.info.native_async
         self.failures: dict[int, ProviderError] = {}
         self.finished: set[int] = set()
@@ -111,27 +100,28 @@ class Executor:
     async def run(self, order: list[int]) -> dict[int, ProviderError]:
         """Embed the inputs ``order`` names (longest first); return the failed ones."""
         self.started = self.clock()
-        self.queue = deque(order)
-        self.ready: deque[Batch] = deque()  # formed batches due now: retries, halves
+        self.schedule = steps.Schedule(deque(order), self.work.tokens)
         self.tasks: set[asyncio.Task[None]] = set()
         self.changed = asyncio.Event()
         try:
-            while self.stopped_by is None and (self.queue or self.ready or self.tasks):
+            while True:
                 self.changed.clear()
-                if not (self.queue or self.ready):
-                    await self._wait(None)
+                now = self.clock()
+                step = steps.next_step(
+                    self.schedule,
+                    self.pacer,
+                    self.sizer,
+                    self.limits,
+                    running=len(self.tasks),
+                    stopped=self.stopped_by is not None,
+                    now=now,
+                )
+                if isinstance(step, steps.Done):
+                    break
+                if isinstance(step, steps.Wait):
+                    await self._wait(step.seconds)
                     continue
-                if self.pacer.in_flight >= self.pacer.allowed_in_flight():
-                    await self._wait(_POLL)
-                    continue
-                batch = self.ready.popleft() if self.ready else self._next_batch()
-                tokens = self._tokens(batch)
-                delay = self.pacer.delay_before(tokens, self.clock(), self.settings.max_retry_wait)
-                if delay > 0:
-                    self.ready.appendleft(batch)
-                    await self._wait(delay)
-                    continue
-                self._launch(batch, tokens)
+                self._launch(step.batch, step.tokens, now)
         finally:
             for task in self.tasks:
                 task.cancel()
@@ -146,37 +136,18 @@ class Executor:
         return self.failures
 
     async def _wait(self, timeout: float | None) -> None:
-        """Until something changes, or ``timeout``. (Not ``wait_for``: before Python 3.12 it
-        can swallow a cancellation that arrives as the event fires.)"""
-        waiter = asyncio.ensure_future(self.changed.wait())
+        """Until something changes, or ``timeout`` seconds of ``sleep``. (Not ``wait_for``:
+        before Python 3.12 it can swallow a cancellation that arrives as the event fires.)"""
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.changed.wait())}
+        if timeout is not None:
+            waiters.add(asyncio.ensure_future(self.sleep(timeout)))
         try:
-            await asyncio.wait({waiter}, timeout=timeout)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiter.cancel()
+            for waiter in waiters:
+                waiter.cancel()
 
-    def _tokens(self, batch: Batch) -> int:
-        return sum(self.work.tokens[index] for index in batch.indices)
-
-    def _next_batch(self) -> Batch:
-        """The next request from the queue: within the model's limits, the size the sizer and
-        the token budget allow, and no more than an even share of what is left per free slot
-        (near the end of a job the free slots share what is left, rather than one slot taking
-        a little at a time)."""
-        free = max(1, self.pacer.allowed_in_flight() - self.pacer.in_flight)
-        caps = [self.max_inputs, self.sizer.inputs_cap(), math.ceil(len(self.queue) / free)]
-        max_inputs = min(c for c in caps if c is not None)
-        if self.pacer.probing and len(self.queue) > max_inputs:
-            max_inputs = min(max_inputs, PROBE_INPUTS)
-        token_caps = [self.model.limits.max_tokens_per_request, self.pacer.request_token_budget()]
-        known = [c for c in token_caps if c is not None]
-        max_tokens = min(known) if known else None
-        indices = planning.take_batch(
-            self.queue, self.work.tokens, max_inputs=max_inputs, max_tokens=max_tokens
-        )
-        return Batch(indices)
-
-    def _launch(self, batch: Batch, tokens: int) -> None:
-        now = self.clock()
+    def _launch(self, batch: Batch, tokens: int, now: float) -> None:
         ticket = self.pacer.start(tokens, now)
         self.report.requests += 1
         if batch.sent:
@@ -207,7 +178,7 @@ class Executor:
 
     async def _send(self, batch: Batch, ticket: pacing.Ticket) -> None:
         texts = [self.work.texts[index] for index in batch.indices]
-        tokens, sent_at = ticket.tokens, ticket.sent_at
+        tokens = ticket.tokens
         context = pacing._current.set((self.pacer, ticket))
         outcome: ProviderError | ConfigurationError | None = None
         try:
@@ -232,16 +203,7 @@ class Executor:
             self.pacer.finish()
         now = self.clock()
         if outcome is None:
-            slowdown = self.sizer.on_answer(
-                latency=now - sent_at,
-                inputs=len(texts),
-                tokens=tokens,
-                sent_at=sent_at,
-                now=now,
-            )
-            self.pacer.on_success(ticket, now, slowdown=slowdown)
-            if self.pacer.server:
-                self.sizer.limits_announced()
+            steps.after_answer(self.pacer, self.sizer, ticket, inputs=len(texts), now=now)
             if self.provider_dimension is None:
                 self.provider_dimension = int(vectors.shape[1])
             self.on_done(batch.indices, vectors)
@@ -256,61 +218,38 @@ class Executor:
         ticket: pacing.Ticket,
         now: float,
     ) -> None:
-        size = len(batch.indices)
         if isinstance(error, RateLimitError):
             self.report.rate_limited += 1
-            self.pacer.on_rate_limited(ticket, error.retry_after, now, self.settings.max_retry_wait)
-        elif isinstance(error, RequestTimeoutError):
-            self.pacer.on_timeout(ticket, now)
-            self.sizer.on_timeout(inputs=size, now=now)
-        elif isinstance(error, BatchTooLargeError):
-            self.sizer.on_too_large(size)
-        attempt = policy.Attempt(
-            indices=batch.indices,
-            tokens=[self.work.tokens[i] for i in batch.indices],
-            shrinks=[self.work.shrinks.get(i, 0) for i in batch.indices],
-            errors=batch.errors,
-            rate_limits=batch.rate_limits,
-            server_said=ticket.asked.header if ticket.asked else None,
-        )
-        decision = policy.decide(
+        followup = steps.after_failure(
+            batch,
             error,
-            attempt,
-            now=now,
-            last_success=max(self.started, self.pacer.last_success),
+            ticket,
+            pacer=self.pacer,
+            sizer=self.sizer,
+            shrinks=self.work.shrinks,
+            tokens=self.work.tokens,
             settings=self.settings,
-            jitter=random.random(),
+            started=self.started,
+            now=now,
+            jitter=self.rng(),
         )
-        if isinstance(decision, policy.Retry):
-            if isinstance(error, RateLimitError):
-                batch.rate_limits += 1
-            else:
-                batch.errors += 1
-            await asyncio.sleep(decision.delay)
-            self._ready(batch)
-        elif isinstance(decision, policy.Split):
+        if isinstance(followup.decision, policy.Split):
             self.report.splits += 1
-            half = math.ceil(size / 2)
-            errors = batch.errors + (not isinstance(error, BatchTooLargeError))
-            for part in (batch.indices[:half], batch.indices[half:]):
-                self._ready(Batch(part, errors=errors, rate_limits=batch.rate_limits))
-        elif isinstance(decision, policy.Shorten):
-            self._shorten(batch.indices[decision.position], decision.tokens)
-            self._ready(Batch(batch.indices, batch.errors, batch.rate_limits))
-        elif isinstance(decision, policy.FailItems):
-            positions = decision.positions or range(size)
-            self._fail([batch.indices[p] for p in positions], decision.error)
-            rest = [i for p, i in enumerate(batch.indices) if p not in positions]
-            if rest:
-                self._ready(Batch(rest, batch.errors, batch.rate_limits))
-        else:
-            self.stopped_by = decision.error
-            if isinstance(decision.error, ProviderError):
-                self._fail(batch.indices, decision.error)
+        if followup.shorten is not None:
+            self._shorten(*followup.shorten)
+        if followup.error is not None:
+            self._fail(list(followup.failed), followup.error)
+        if followup.stop is not None:
+            self.stopped_by = followup.stop
             self.changed.set()
+            return
+        if followup.delay > 0:
+            await self.sleep(followup.delay)
+        for again in followup.again:
+            self._ready(again)
 
     def _ready(self, batch: Batch) -> None:
-        self.ready.append(batch)
+        self.schedule.ready.append(batch)
         self.changed.set()
 
     def _shorten(self, index: int, tokens: int) -> None:

@@ -182,17 +182,20 @@ class FakeService(abc.ABC):
             self._count += 1
             count, roll = self._count, self._random.random()
         response = self.answer(request, count, roll)
-        with self._lock:
-            self.log.append(
-                {
-                    "status": response.status,
-                    "path": request.path,
-                    "headers": request.headers,
-                    "query": request.query,
-                    "body": request.json() if request.body else None,
-                }
-            )
+        self.record(request, response, request.json() if request.body else None)
         return response
+
+    def record(self, request: Request, response: Response, body: Any) -> None:
+        """Add one exchange to ``log`` (``body``: the request's, decoded, or ``None``)."""
+        entry = {
+            "status": response.status,
+            "path": request.path,
+            "headers": request.headers,
+            "query": request.query,
+            "body": body,
+        }
+        with self._lock:
+            self.log.append(entry)
 
     @abc.abstractmethod
     def answer(self, request: Request, count: int, roll: float) -> Response:

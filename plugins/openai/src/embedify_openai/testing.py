@@ -201,32 +201,14 @@ class FakeOpenAI(FakeService):
     def __call__(self, request: Request) -> Response:
         if not self.azure and request.path.startswith(("/v1/files", "/v1/batches")):
             response = self.batches(request)
-            with self._lock:
-                self.log.append(
-                    {
-                        "status": response.status,
-                        "path": request.path,
-                        "headers": request.headers,
-                        "query": request.query,
-                        "body": None,
-                    }
-                )
+            self.record(request, response, None)  # multipart uploads are not JSON
             return response
         with self._lock:
             self._count += 1
             count, roll = self._count, self._random.random()
         body = request.json() if request.body else None
         response = self._answer(request, body, count, roll)
-        with self._lock:
-            self.log.append(
-                {
-                    "status": response.status,
-                    "path": request.path,
-                    "headers": request.headers,
-                    "query": request.query,
-                    "body": body,
-                }
-            )
+        self.record(request, response, body)
         return response
 
     def answer(self, request: Request, count: int, roll: float) -> Response:

@@ -206,7 +206,7 @@ class EmbeddingServer:
             self.max_input_length = min(self.max_input_length, max_batch_tokens)
         self.batcher = Batcher(
             model,
-            max_batch_inputs=info.limits.max_inputs_per_request or 256,
+            max_batch_inputs=batch_input_cap(model),
             max_batch_tokens=max_batch_tokens,
             max_queued_inputs=settings.max_concurrent_requests,
             batches_in_flight=info.max_concurrency,
@@ -218,7 +218,7 @@ class EmbeddingServer:
 
     async def start(self) -> None:
         """Load the model (one warm-up input) before the first request is accepted."""
-        await self.model.aembed_with_report(["warm-up"])
+        await self.batcher.upstream.warm_up()
         await self.batcher.start()
 
     async def stop(self) -> None:
@@ -513,6 +513,13 @@ class EmbeddingServer:
             return response
 
         return Route(path, handle, methods=[method])
+
+
+def batch_input_cap(model: embedify.EmbeddingModel) -> int:
+    """Most inputs in one model batch: the model's limit and its ``batch_size`` option (256
+    when neither says). The batcher forms the model's requests, so it keeps to both."""
+    caps = [cap for cap in (model.limits.max_inputs_per_request, model.options.batch_size) if cap]
+    return min(caps, default=256)
 
 
 def shape_vectors(vectors: np.ndarray, *, dimensions: int | None, normalize: bool) -> np.ndarray:

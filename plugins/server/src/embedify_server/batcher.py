@@ -1,13 +1,13 @@
 """Dynamic batching: concurrent requests share model batches, and get their own rows back.
 
 Requests put their inputs on one queue; workers (as many as the model runs batches at once)
-take the batch that :func:`~embedify_server.scheduling.select_batch` chooses, embed it through
-the engine (``aembed_with_report``, which still enforces the model's own limits) and hand each
-row back to its request. The queue is bounded in inputs: a request that does not fit is
-refused with the time it would take to work the queue off. Closing stops new requests and
-finishes every accepted one, waiting at most its timeout: a batch still running then (an
-upstream that asked for an hours-long pause) is cancelled and its requests answered with
-:class:`ShuttingDown`.
+take the batch that :func:`~embedify_server.scheduling.select_batch` chooses, send it to the
+model (a local model's batch method at once, a remote upstream through the engine: see
+:mod:`~embedify_server.upstream`) and hand each row back to its request. The queue is bounded
+in inputs: a request that does not fit is refused with the time it would take to work the
+queue off. Closing stops new requests and finishes every accepted one, waiting at most its
+timeout: a batch still running then (an upstream that asked for an hours-long pause) is
+cancelled and its requests answered with :class:`ShuttingDown`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import embedify
-from embedify.errors import EmbeddingJobError
 from embedify_server.metrics import Metrics
 from embedify_server.scheduling import (
     QueuedInput,
@@ -29,6 +28,7 @@ from embedify_server.scheduling import (
     select_batch,
     updated_rate,
 )
+from embedify_server.upstream import upstream_for
 
 #: How many best-ranked inputs, per batch slot, the selection may pick from by length.
 WINDOW_PER_BATCH_INPUT = 4
@@ -83,6 +83,7 @@ class Batcher:
         metrics: Metrics,
     ) -> None:
         self.model = model
+        self.upstream = upstream_for(model)
         self.max_batch_inputs = max_batch_inputs
         self.max_batch_tokens = max_batch_tokens
         self.max_queued_inputs = max_queued_inputs
@@ -199,13 +200,9 @@ class Batcher:
     async def _embed_into_requests(self, batch: list[_Queued]) -> dict[_Queued, BaseException]:
         """Embed ``batch``, deliver each row to its request, and return the inputs that failed."""
         try:
-            result = await self.model.aembed_with_report(
-                [queued.text for queued in batch],
-                batch[0].item.role,  # type: ignore[arg-type]
+            vectors, failures = await self.upstream.embed(
+                [queued.text for queued in batch], batch[0].item.role
             )
-            vectors, failures = result.vectors, {}
-        except EmbeddingJobError as error:
-            vectors, failures = error.partial, dict(error.failures)
         except Exception as error:
             return dict.fromkeys(batch, error)
         for row, queued in enumerate(batch):
