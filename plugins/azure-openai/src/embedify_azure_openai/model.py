@@ -111,11 +111,13 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
         return {"Authorization": f"Bearer {token}"}
 
     def batch_api(self) -> NoReturn:
-        """Not inherited from OpenAI's: Azure runs batches on Global Batch deployments, with
-        their own routes and limits, which this plugin does not drive yet."""
+        """Not inherited from OpenAI's: Azure runs batches on Global Batch deployments, whose
+        documented model availability lists chat and reasoning models, no embedding model
+        (learn.microsoft.com/azure/ai-foundry/openai/how-to/batch, checked 2026-12)."""
         raise errors.ConfigurationError(
-            "azure-openai has no batch API in embedify yet (Azure runs batches on Global Batch "
-            "deployments); embed online (--via online), or use openai: for --via batch."
+            "azure-openai: Azure's batch deployments serve no embedding model (their documented "
+            "model list has chat and reasoning models only); embed online (--via online), or "
+            "use openai: for --via batch."
         )
 
     def make_client(self) -> Any:
