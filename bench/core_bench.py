@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -146,10 +146,13 @@ def embedify_run(
     import embedify
 
     class BenchModel(AcmeEmbeddingModel):
-        limits = embedify.Limits(
-            max_inputs_per_request=MAX_INPUTS,
-            max_tokens_per_request=MAX_TOKENS,
-            max_tokens_per_input=8192,
+        capabilities = replace(
+            AcmeEmbeddingModel.capabilities,
+            limits=embedify.Limits(
+                max_inputs_per_request=MAX_INPUTS,
+                max_tokens_per_request=MAX_TOKENS,
+                max_tokens_per_input=8192,
+            ),
         )
 
     model = BenchModel(MODEL, base_url=url, api_key=API_KEY, **options)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from embedify_ray import embed_file
 
-from embedify import EmbeddingModel, Limits
+from embedify import Capabilities, EmbeddingModel, Limits
 from embedify.model import Role, Vectors
 
 
@@ -56,8 +56,7 @@ class Zeros(EmbeddingModel):
 
     provider = "bench-zeros"
     default_model_id = "384"
-    dimension = 384
-    limits = Limits(max_inputs_per_request=2048)
+    capabilities = Capabilities(dimension=384, limits=Limits(max_inputs_per_request=2048))
 
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:
         vectors = np.zeros((len(texts), 384), dtype=np.float32)

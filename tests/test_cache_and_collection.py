@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,8 @@ LONG = " ".join(f"w{i}" for i in range(3000))  # over fake's 512-token limit, di
 
 
 class NativelyTruncating(FakeEmbeddingModel):
-    truncates_natively = True  # the provider is sent the whole text and the policy
+    # the provider is sent the whole text and the policy
+    capabilities = replace(FakeEmbeddingModel.capabilities, truncates=True)
 
     def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
         side = self.options.truncate
@@ -103,7 +105,8 @@ def test_cache_keys_hold_the_endpoint_not_the_key(tmp_path: Path) -> None:
 
 
 class LearnsItsDimension(HttpFakeModel):
-    dimension = None  # like openai:<model> behind a base_url: known from the first answer
+    # like openai:<model> behind a base_url: known from the first answer
+    capabilities = replace(HttpFakeModel.capabilities, dimension=None)
 
 
 def test_a_learned_dimension_keeps_one_fingerprint(tmp_path: Path) -> None:
@@ -122,8 +125,7 @@ def test_a_learned_dimension_keeps_one_fingerprint(tmp_path: Path) -> None:
 class CompatibleServer(embedify.EmbeddingModel):
     """Sends ``dimensions`` natively, and returns vectors that are not unit-length."""
 
-    supports_dimensions = True
-    dimension = 8
+    capabilities = embedify.Capabilities(dimension=8, dimensions_mode="native")
 
     def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
         size = self.options.dimensions or 8

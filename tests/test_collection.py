@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def test_collection_info_without_a_model(collection: Collection) -> None:
 class _Lengths(FakeEmbeddingModel):
     """Vectors whose lengths differ (the number of words), so the three metrics rank apart."""
 
-    normalized = False
+    capabilities = replace(FakeEmbeddingModel.capabilities, normalized=False)
 
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:
         vectors = np.asarray(super().embed_batch(texts, role))

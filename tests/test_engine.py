@@ -189,7 +189,7 @@ def test_a_job_stopping_error_stops_every_other_request() -> None:
     calls = 0
 
     class LosesItsKey(embedify.EmbeddingModel):
-        dimension = 4
+        capabilities = embedify.Capabilities(dimension=4)
 
         async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
             nonlocal calls
@@ -334,7 +334,7 @@ async def test_sync_api_works_inside_a_running_loop(server: LoopbackServer) -> N
 
 async def test_local_models_do_not_block_the_event_loop() -> None:
     class SlowLocal(embedify.EmbeddingModel):
-        dimension = 4
+        capabilities = embedify.Capabilities(dimension=4)
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> Any:
             time.sleep(0.3)

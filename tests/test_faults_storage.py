@@ -135,7 +135,6 @@ class ServedModel(embedify.EmbeddingModel):
     """An endpoint whose width is learned from its first answer (like ``openai:`` behind a
     ``base_url``); ``served_width`` is what the server currently sends."""
 
-    dimension = None
     served_width = 32
 
     def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embedify import EmbeddingModel, Role
+from embedify import Capabilities, EmbeddingModel, Role
 from embedify.cache import EmbeddingCache
 from embedify.errors import BadResponseError, EmbeddingJobError
 from embedify.responses import ordered_embeddings, vector_matrix
@@ -38,7 +38,7 @@ class Scripted(EmbeddingModel):
 
     provider = "scripted"
     default_model_id = "hostile"
-    dimension = WIDTH
+    capabilities = Capabilities(dimension=WIDTH)
 
     def __init__(self, model_id: str | None = None, *, answers: Any = (), **options: Any):
         super().__init__(model_id, **options)
@@ -55,11 +55,11 @@ class Scripted(EmbeddingModel):
 class Learning(Scripted):
     """Like a compatible server's unknown model: the width is learned from the first answer."""
 
-    dimension = None
+    capabilities = Capabilities(dimension=None)
 
 
 class Matryoshka(Scripted):
-    matryoshka = True
+    capabilities = Capabilities(dimension=WIDTH, dimensions_mode="matryoshka")
 
 
 def scripted(answer: Any, kind: type[Scripted] = Scripted, **options: Any) -> Scripted:

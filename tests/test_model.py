@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ class InstructorEmbeddings(embedify.EmbeddingModel):
 
     provider = "my-instructor"
     default_model_id = "hkunlp/instructor-large"
-    dimension = 16
+    capabilities = embedify.Capabilities(dimension=16)
 
     def __init__(
         self,
@@ -60,14 +61,14 @@ def test_bad_options_get_clear_messages() -> None:
 
 def test_fixed_dimension_models_refuse_dimensions_when_built() -> None:
     class Fixed(FakeEmbeddingModel):
-        matryoshka = False
+        capabilities = replace(FakeEmbeddingModel.capabilities, dimensions_mode="fixed")
 
     with pytest.raises(ConfigurationError, match="not a Matryoshka model"):
         Fixed("32", dimensions=8)
 
 
 class Offers(FakeEmbeddingModel):
-    allowed_dimensions = (8, 16)
+    capabilities = replace(FakeEmbeddingModel.capabilities, allowed_dimensions=(8, 16))
 
 
 @pytest.mark.parametrize(
@@ -161,7 +162,7 @@ def test_secrets_never_show() -> None:
 
 def test_normalize_option() -> None:
     class Raw(embedify.EmbeddingModel):
-        dimension = 2
+        capabilities = embedify.Capabilities(dimension=2)
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
             return np.array([[3.0, 4.0]] * len(texts), dtype=np.float32)
@@ -181,7 +182,7 @@ def test_a_provider_must_implement_a_batch_method_a_base_need_not() -> None:
 
     class Works(SharedPlumbing):
         provider = "works"
-        dimension = 2
+        capabilities = embedify.Capabilities(dimension=2)
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> Any:
             return [[1.0, 0.0]] * len(texts)

@@ -3,6 +3,7 @@ and quantized collections that rescore with the float vectors on disk."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ class Counting(FakeEmbeddingModel):
 class NativeCodes(FakeEmbeddingModel):
     """A provider that returns int8/binary codes itself; ``answer`` replaces its answer."""
 
-    output_dtypes = ("float32", "int8", "binary")
+    capabilities = replace(
+        FakeEmbeddingModel.capabilities, precisions=("float32", "int8", "binary")
+    )
     answer: Any = None
 
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:

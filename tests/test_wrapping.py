@@ -12,6 +12,7 @@ import pytest
 
 import embedify
 from embedify.model import Role
+from embedify.protocol import Capabilities
 from embedify.wrapping import WrappedEmbeddingModel
 
 
@@ -49,7 +50,9 @@ class TinyModel(WrappedEmbeddingModel[TinyEmbedder]):
     """All a third party writes to wrap the tiny framework."""
 
     provider = "tiny"
-    role_mapping = {"document": "embed_texts", "query": "embed_question"}
+    capabilities = Capabilities(
+        roles={"document": "embed_texts", "query": "embed_question"}, max_concurrency=1
+    )
     wrapped_class = TinyEmbedder
     wrapped_class_name = "tiny.TinyEmbedder"
     wrapped_kind = "tiny embedder"

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from embedify.http import HTTPEmbeddingModel, HTTPOptions
     from embedify.model import EmbeddingModel
     from embedify.options import ModelOptions, RemoteOptions
-    from embedify.protocol import ROLES, Limits, ModelInfo, Role, estimate_tokens
+    from embedify.protocol import ROLES, Capabilities, Limits, ModelInfo, Role, estimate_tokens
     from embedify.registry import get_model, register_model
     from embedify.report import EmbeddingResult, ItemReport, Report
     from embedify.scoring import cosine_similarity, similarity, top_k
@@ -48,6 +48,7 @@ _LAZY = {
     "AuthenticationError": "embedify.errors",
     "BadResponseError": "embedify.errors",
     "BatchTooLargeError": "embedify.errors",
+    "Capabilities": "embedify.protocol",
     "ConfigurationError": "embedify.errors",
     "ConnectionFailedError": "embedify.errors",
     "EmbeddingJobError": "embedify.errors",
@@ -106,6 +107,7 @@ __all__ = [
     "AuthenticationError",
     "BadResponseError",
     "BatchTooLargeError",
+    "Capabilities",
     "ConfigurationError",
     "ConnectionFailedError",
     "EmbeddingJobError",

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from embedify.errors import ConfigurationError
-from embedify.model import EmbeddingModel, Limits, ModelOptions, Role, Vectors
+from embedify.model import EmbeddingModel, ModelOptions, Role, Vectors
+from embedify.protocol import Capabilities, Limits
 
 _WORD = re.compile(r"\w+")
 
@@ -30,33 +32,34 @@ class FakeEmbeddingModel(EmbeddingModel):
     provider: ClassVar[str] = "fake"
     default_model_id: ClassVar[str | None] = "64"
     options_class = FakeOptions
-    matryoshka = True
-    normalized = True
-    limits = Limits(max_inputs_per_request=256, max_tokens_per_input=512)
-    role_mapping = {
-        "document": "prefix 'document:'",
-        "query": "prefix 'query:'",
-        "classification": "prefix 'classification:'",
-        "clustering": "prefix 'clustering:'",
-    }
+    capabilities = Capabilities(
+        dimensions_mode="matryoshka",
+        normalized=True,
+        limits=Limits(max_inputs_per_request=256, max_tokens_per_input=512),
+        roles={
+            "document": "prefix 'document:'",
+            "query": "prefix 'query:'",
+            "classification": "prefix 'classification:'",
+            "clustering": "prefix 'clustering:'",
+        },
+    )
 
-    def __init__(self, model_id: str | None = None, **options: object) -> None:
-        super().__init__(model_id, **options)
+    def configure(self) -> Capabilities:
         if not self.model_id.isdigit() or int(self.model_id) < 1:
             raise ConfigurationError(
                 f"fake's model id is its dimension, a whole number >= 1 like 'fake:64'; "
                 f"got {self.model_id!r}."
             )
-        self.dimension = int(self.model_id)
+        return replace(self.capabilities, dimension=int(self.model_id))
 
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:
-        assert self.dimension is not None
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        dimension = int(self.model_id)
+        vectors = np.zeros((len(texts), dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in [role, *_WORD.findall(text.lower())]:
                 seed = int.from_bytes(
                     hashlib.blake2b(word.encode(), digest_size=8).digest(), "little"
                 )
-                vectors[row] += np.random.default_rng(seed).standard_normal(self.dimension)
+                vectors[row] += np.random.default_rng(seed).standard_normal(dimension)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors

@@ -10,13 +10,15 @@ what this module defines; :class:`embedify.model.EmbeddingModel` adds the calls 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -26,6 +28,7 @@ from embedify.options import ModelOptions, explain_options
 from embedify.quantize import CALIBRATED, Precision, calibration_identity
 from embedify.report import Vectors as Vectors
 
+T = TypeVar("T")
 Role = Literal["document", "query", "classification", "clustering"]
 ROLES: tuple[Role, ...] = ("document", "query", "classification", "clustering")
 
@@ -38,6 +41,95 @@ class Limits(BaseModel):
     max_inputs_per_request: int | None = None
     max_tokens_per_request: int | None = None
     max_tokens_per_input: int | None = None
+
+
+DimensionsMode = Literal["native", "matryoshka", "fixed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, known before its first call: the one value the engine reads.
+
+    A provider declares it on the class (``capabilities = Capabilities(...)``) or, when it
+    depends on the model id, returns it from :meth:`ProviderModel.configure`. It is never
+    changed in place: learning a dimension or a server's limits replaces it.
+    """
+
+    # Native output size; ``None`` learns it from the first answer.
+    dimension: int | None = None
+    # The only values ``dimensions=`` may take, e.g. ``(256, 512, 1024)`` (None: any up to
+    # ``dimension``).
+    allowed_dimensions: tuple[int, ...] | None = None
+    # How ``dimensions=`` is served: "native" sends it to the provider, "matryoshka" cuts the
+    # vectors here (their prefixes are valid embeddings), "fixed" refuses it.
+    dimensions_mode: DimensionsMode = "fixed"
+    normalized: bool = False  # outputs are unit length without our help
+    limits: Limits = Limits()  # noqa: RUF009 (frozen, so one shared default is safe)
+    # Role name -> how the provider is told (shown in ``info``); the engine refuses other roles.
+    roles: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"document": "plain text", "query": "plain text"}
+    )
+    precisions: tuple[str, ...] = ("float32",)  # output precisions the provider returns itself
+    truncates: bool = False  # the provider cuts over-long inputs itself
+    exact_tokens: bool = False  # count_tokens uses the model's own tokenizer
+    max_concurrency: int = 8  # requests in flight when the user sets no max_concurrency
+
+
+# The attributes providers declared before :class:`Capabilities`, and the field each became.
+# They still read (``model.dimension``), and a plugin that assigns them keeps working for one
+# release, with a DeprecationWarning.
+_LEGACY_FIELDS = {
+    "dimension": "dimension",
+    "allowed_dimensions": "allowed_dimensions",
+    "normalized": "normalized",
+    "limits": "limits",
+    "role_mapping": "roles",
+    "output_dtypes": "precisions",
+    "truncates_natively": "truncates",
+    "exact_token_count": "exact_tokens",
+    "default_max_concurrency": "max_concurrency",
+}
+
+
+def _with_legacy(capabilities: Capabilities, name: str, value: Any) -> Capabilities:
+    """``capabilities`` with the pre-Capabilities attribute ``name`` set to ``value``."""
+    mode = capabilities.dimensions_mode
+    if name == "supports_dimensions":
+        mode = "native" if value else ("fixed" if mode == "native" else mode)
+        return dataclasses.replace(capabilities, dimensions_mode=mode)
+    if name == "matryoshka":
+        if mode != "native":
+            mode = "matryoshka" if value else "fixed"
+        return dataclasses.replace(capabilities, dimensions_mode=mode)
+    return dataclasses.replace(capabilities, **{_LEGACY_FIELDS[name]: value})
+
+
+def _legacy_warning(owner: str, name: str) -> None:
+    warnings.warn(
+        f"{owner} sets {name!r}: declare capabilities = Capabilities(...) on the class or "
+        "return them from configure() instead; the attribute goes in the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+class _LegacyCapability(Generic[T]):
+    """A pre-Capabilities attribute: reads the capability, and an assignment replaces it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model: ProviderModel | None, owner: type[ProviderModel]) -> T:
+        capabilities = (model or owner).capabilities
+        if self.name == "supports_dimensions":
+            return capabilities.dimensions_mode == "native"  # type: ignore[return-value]
+        if self.name == "matryoshka":
+            return capabilities.dimensions_mode == "matryoshka"  # type: ignore[return-value]
+        return getattr(capabilities, _LEGACY_FIELDS[self.name])  # type: ignore[no-any-return]
+
+    def __set__(self, model: ProviderModel, value: T) -> None:
+        _legacy_warning(type(model).__name__, self.name)
+        model.capabilities = _with_legacy(model.capabilities, self.name, value)
 
 
 class ModelInfo(BaseModel):
@@ -134,32 +226,34 @@ def estimate_tokens(text: str) -> int:
 class ProviderModel:
     """A model as its provider defines it, and as the engine sees it.
 
-    Subclasses set the class attributes that describe the model (or set them on the instance in
-    ``__init__`` from a table of known models) and implement exactly one of ``embed_batch`` and
-    ``aembed_batch``. Providers subclass :class:`embedify.model.EmbeddingModel`, which adds the
-    calls users make; this base exists so that the engine need not import them.
+    Subclasses declare ``capabilities`` (or return them from ``configure`` when they depend on
+    the model id) and implement exactly one of ``embed_batch`` and ``aembed_batch``. Providers
+    subclass :class:`embedify.model.EmbeddingModel`, which adds the calls users make; this base
+    exists so that the engine need not import them.
     """
 
     provider: ClassVar[str] = "custom"
     default_model_id: ClassVar[str | None] = None
     options_class: ClassVar[type[ModelOptions]] = ModelOptions
 
-    # Capabilities, as data.
-    dimension: int | None = None
-    allowed_dimensions: tuple[int, ...] | None = None
-    supports_dimensions: bool = False  # the provider sends ``dimensions`` natively
-    matryoshka: bool = False  # the first k components are a valid k-dimensional embedding
-    normalized: bool = False  # outputs are unit-length without our help
-    limits: Limits = Limits()
-    role_mapping: Mapping[str, str] = {"document": "plain text", "query": "plain text"}
-    output_dtypes: tuple[str, ...] = ("float32",)  # precisions the provider returns itself
-    default_max_concurrency: int = 8
-    truncates_natively: bool = False  # the provider cuts over-long inputs itself
-    exact_token_count: bool = False  # count_tokens uses the model's own tokenizer
+    capabilities: Capabilities = Capabilities()
     revision: str | None = None
     # The arithmetic behind the vectors when it is not exact float32 ("bfloat16", "int8"):
     # part of the fingerprint, so vectors of two computations never share a cache or collection.
     compute: str | None = None
+
+    # ``capabilities`` under the names its fields had before it (assigning one is deprecated).
+    dimension: _LegacyCapability[int | None] = _LegacyCapability()
+    allowed_dimensions: _LegacyCapability[tuple[int, ...] | None] = _LegacyCapability()
+    supports_dimensions: _LegacyCapability[bool] = _LegacyCapability()
+    matryoshka: _LegacyCapability[bool] = _LegacyCapability()
+    normalized: _LegacyCapability[bool] = _LegacyCapability()
+    limits: _LegacyCapability[Limits] = _LegacyCapability()
+    role_mapping: _LegacyCapability[Mapping[str, str]] = _LegacyCapability()
+    output_dtypes: _LegacyCapability[tuple[str, ...]] = _LegacyCapability()
+    truncates_natively: _LegacyCapability[bool] = _LegacyCapability()
+    exact_token_count: _LegacyCapability[bool] = _LegacyCapability()
+    default_max_concurrency: _LegacyCapability[int] = _LegacyCapability()
 
     _init_depth = 0  # constructors running on this instance (the options are checked after)
     _declared_dimension: int | None = None
@@ -190,11 +284,27 @@ class ProviderModel:
             raise TypeError(f"{cls.__name__} must implement embed_batch or aembed_batch.")
         if "__init__" in cls.__dict__:
             cls.__init__ = _checked_after(cls.__dict__["__init__"])  # type: ignore[method-assign]
+        for name in ("supports_dimensions", *_LEGACY_FIELDS, "matryoshka"):
+            declared = cls.__dict__.get(name, _LegacyCapability())
+            if not isinstance(declared, _LegacyCapability):
+                _legacy_warning(cls.__name__, name)
+                delattr(cls, name)
+                cls.capabilities = _with_legacy(cls.capabilities, name, declared)
+
+    def configure(self) -> Capabilities:
+        """This model's capabilities, called once when the outermost constructor is done.
+
+        The default is the class's ``capabilities``. Override it where they depend on the model
+        id or the options (a table of known models), and raise ``ConfigurationError`` here for a
+        combination the provider cannot serve, so a mistake is found when the model is built.
+        """
+        return self.capabilities
 
     def _built(self) -> None:
-        """Check the options once the outermost constructor is done, so a mistake is an error
+        """Fix the capabilities, then check the options against them: a mistake is an error
         when the model is built rather than at its first call."""
-        self._declared_dimension = self.dimension
+        self.capabilities = self.configure()
+        self._declared_dimension = self.capabilities.dimension
         problem = self.dimensions_problem()
         if problem:
             raise ConfigurationError(problem)
@@ -219,24 +329,26 @@ class ProviderModel:
     def learn_dimension(self, width: int) -> None:
         """Record the dimension the first answer showed, for a model that could not say it
         before (an unknown model, a compatible server); the engine's one write to a model."""
-        if self.dimension is None:
-            self.dimension = width
+        if self.capabilities.dimension is None:
+            self.capabilities = dataclasses.replace(self.capabilities, dimension=width)
 
     def dimensions_problem(self) -> str | None:
         """Why the ``dimensions`` option cannot be served (``None``: it can, or is unset)."""
         requested = self.options.dimensions
         if requested is None:
             return None
-        if self.allowed_dimensions is not None and requested not in self.allowed_dimensions:
+        capabilities = self.capabilities
+        allowed, native = capabilities.allowed_dimensions, capabilities.dimension
+        if allowed is not None and requested not in allowed:
             return (
                 f"{self!r} does not offer dimensions={requested}; "
-                f"allowed: {', '.join(map(str, self.allowed_dimensions))}."
+                f"allowed: {', '.join(map(str, allowed))}."
             )
-        if self.dimension is not None and requested > self.dimension:
-            return f"dimensions={requested} is more than {self!r}'s native {self.dimension}."
-        if not (self.supports_dimensions or self.matryoshka):
+        if native is not None and requested > native:
+            return f"dimensions={requested} is more than {self!r}'s native {native}."
+        if capabilities.dimensions_mode == "fixed":
             return (
-                f"{self!r} has a fixed output dimension ({self.dimension}) and is not a "
+                f"{self!r} has a fixed output dimension ({native}) and is not a "
                 "Matryoshka model, so cutting its vectors would make them meaningless; drop the "
                 "dimensions option."
             )
@@ -254,8 +366,8 @@ class ProviderModel:
     def embed_batch(self, texts: list[str], role: Role) -> Vectors:
         """Embed one request's worth of texts for ``role``; return float32 ``(len(texts), d)``.
 
-        The engine guarantees the batch respects ``limits`` and that ``role`` is one of
-        ``role_mapping``'s keys. Raise the errors of :mod:`embedify.errors` on failure.
+        The engine guarantees the batch respects ``capabilities.limits`` and that ``role`` is one
+        of ``capabilities.roles``. Raise the errors of :mod:`embedify.errors` on failure.
         """
         return asyncio.run(self.aembed_batch(texts, role))
 
@@ -287,32 +399,27 @@ class ProviderModel:
     @property
     def info(self) -> ModelInfo:
         """Capabilities and limits, known before the first call."""
-        if self.supports_dimensions:
-            mode: Literal["native", "matryoshka", "fixed"] = "native"
-        elif self.matryoshka:
-            mode = "matryoshka"
-        else:
-            mode = "fixed"
+        capabilities = self.capabilities
         return ModelInfo(
             provider=self.provider,
             model_id=public_url(self.model_id),  # a URL for some providers (tei:<url>)
             revision=self.revision,
-            dimension=self.dimension,
-            output_dimension=self.options.dimensions or self.dimension,
-            allowed_dimensions=self.allowed_dimensions,
-            dimensions_mode=mode,
-            limits=self.limits,
-            roles=dict(self.role_mapping),
+            dimension=capabilities.dimension,
+            output_dimension=self.options.dimensions or capabilities.dimension,
+            allowed_dimensions=capabilities.allowed_dimensions,
+            dimensions_mode=capabilities.dimensions_mode,
+            limits=capabilities.limits,
+            roles=dict(capabilities.roles),
             native_async=type(self).aembed_batch is not ProviderModel.aembed_batch,
             normalized=bool(self.options.normalize)
-            or self.normalized
+            or capabilities.normalized
             or (self.options.dimensions is not None and self.options.normalize is not False),
-            output_dtypes=self.output_dtypes,
-            exact_token_count=self.exact_token_count,
-            max_concurrency=self.options.max_concurrency or self.default_max_concurrency,
+            output_dtypes=capabilities.precisions,
+            exact_token_count=capabilities.exact_tokens,
+            max_concurrency=self.options.max_concurrency or capabilities.max_concurrency,
             endpoint=self.endpoint,
             learned_dimension=self._declared_dimension is None
-            and self.dimension is not None
+            and capabilities.dimension is not None
             and self.options.dimensions is None,
             compute=self.compute,
             precision=self.options.precision,
@@ -325,10 +432,12 @@ class ProviderModel:
     @property
     def quantized_by(self) -> Literal["provider", "embedify"] | None:
         """Who makes the ``precision`` codes: the provider when it offers that output
-        (``output_dtypes``), else the engine, from the float vectors."""
+        (``capabilities.precisions``), else the engine, from the float vectors."""
         if self.options.precision == "float32":
             return None
-        return "provider" if self.options.precision in self.output_dtypes else "embedify"
+        if self.options.precision in self.capabilities.precisions:
+            return "provider"
+        return "embedify"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.provider}:{public_url(self.model_id)}>"

@@ -23,7 +23,9 @@ A wrapper for, say, Sentence-Transformers::
         wrapped_kind = "Sentence-Transformers"
         example_class = "sentence_transformers.SentenceTransformer"
         example_package = "sentence-transformers"
-        role_mapping = {"document": "encode_document", "query": "encode_query"}
+        capabilities = Capabilities(
+            roles={"document": "encode_document", "query": "encode_query"}, max_concurrency=1
+        )
 
         def embed_wrapped(self, texts, role):
             if role == "query":
@@ -45,6 +47,7 @@ import numpy as np
 import embedify
 from embedify.errors import ConfigurationError, TransientError, error_for_status
 from embedify.model import EmbeddingModel, Role, Vectors
+from embedify.protocol import Capabilities
 
 Wrapped = TypeVar("Wrapped")
 ThisModel = TypeVar("ThisModel", bound="WrappedEmbeddingModel[Any]")
@@ -57,9 +60,9 @@ _SECRET_WORDS = ("key", "token", "secret", "password")
 class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta):
     """An embedding object of another framework behind the embedify engine.
 
-    Subclasses declare the class they wrap and the words their messages use, set
-    ``role_mapping`` to the framework's method names, and implement ``embed_wrapped``; ``adopt``
-    is where they read what the object tells about the model (limits, dimension).
+    Subclasses declare the class they wrap and the words their messages use, map the roles to
+    the framework's method names in ``capabilities``, and implement ``embed_wrapped``;
+    ``configure`` is where they read what ``self.wrapped`` tells about the model (limits).
 
     Requests run in worker threads, one at a time unless ``max_concurrency`` says more: a
     framework's object need not be thread-safe. By name, keywords that are embedify options
@@ -74,10 +77,16 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
     example_class: ClassVar[str]  # a "<module>.<Class>" users may name
     example_package: ClassVar[str]  # the distribution that provides ``example_class``
 
-    default_max_concurrency = 1
+    capabilities = Capabilities(max_concurrency=1)
     wrapped: Wrapped
 
-    def __init__(self, model_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, model_id: str | None = None, *, _wrapped: Wrapped | None = None, **kwargs: Any
+    ) -> None:
+        if _wrapped is not None:  # from ``wrapping``: every keyword is an embedify option
+            super().__init__(model_id, **kwargs)
+            self.adopt(_wrapped)
+            return
         options = {
             key: kwargs.pop(key) for key in list(kwargs) if key in self.options_class.model_fields
         }
@@ -97,14 +106,11 @@ class WrappedEmbeddingModel(EmbeddingModel, Generic[Wrapped], metaclass=ABCMeta)
                 f"Expected a {cls.wrapped_kind} object, an instance of {cls.wrapped_class_name} "
                 f"(e.g. {cls.example_class}(...)); got {type(wrapped).__name__}."
             )
-        model = cls.__new__(cls)
-        EmbeddingModel.__init__(model, _class_path(type(wrapped)), **options)
-        model.adopt(wrapped)
-        return model
+        return cls(_class_path(type(wrapped)), _wrapped=wrapped, **options)
 
     def adopt(self, wrapped: Wrapped) -> None:
-        """Keep ``wrapped`` and fingerprint its settings; subclasses extend this to read limits
-        or the dimension from the object."""
+        """Keep ``wrapped`` and fingerprint its settings (before ``configure``, which may read
+        the object)."""
         self.wrapped = wrapped
         settings = json.dumps(_plain(self.wrapped_settings()), sort_keys=True)
         self.revision = hashlib.sha256(settings.encode()).hexdigest()[:16]

@@ -124,9 +124,9 @@ async def embed_job(
     """Run one embedding job for ``model``; see the module docstring. ``floats``: the float
     vectors a model quantized here starts from (its calibration set is embedded so)."""
     texts = planning.validated_texts(texts)
-    if role not in model.role_mapping:
+    if role not in model.capabilities.roles:
         raise ConfigurationError(
-            f"{model!r} has no {role!r} role; it offers: {', '.join(model.role_mapping)}."
+            f"{model!r} has no {role!r} role; it offers: {', '.join(model.capabilities.roles)}."
         )
     state = await _state_for(model)
     provider_dimension, output_dimension = output_dimensions(model)
@@ -136,7 +136,9 @@ async def embed_job(
     provider_codes_wanted = model.quantized_by == "provider"
     if provider_codes_wanted and output_dimension is not None:
         provider_dimension = output_dimension = width(output_dimension, precision)
-    report = Report(items=[ItemReport() for _ in texts], exact_tokens=model.exact_token_count)
+    report = Report(
+        items=[ItemReport() for _ in texts], exact_tokens=model.capabilities.exact_tokens
+    )
 
     unique, repeats = planning.deduplicate(texts)
     for index, first in repeats.items():
@@ -145,7 +147,7 @@ async def embed_job(
     cuts = planning.over_long_inputs(
         unique,
         counts,
-        limit=model.limits.max_tokens_per_input,
+        limit=model.capabilities.limits.max_tokens_per_input,
         truncate=options.truncate,
         model_name=repr(model),
     )
@@ -155,7 +157,7 @@ async def embed_job(
         report.items[index].tokens = cut.tokens if cut else count
         report.items[index].truncated = cut is not None
         work.tokens[index] = report.items[index].tokens
-        if cut is None or model.truncates_natively:
+        if cut is None or model.capabilities.truncates:
             work.texts[index] = texts[index]
         else:
             work.texts[index] = model.truncate_text(texts[index], cut.tokens, cut.side)
@@ -186,7 +188,7 @@ async def embed_job(
             from tqdm.auto import tqdm
 
             progress = tqdm(total=len(todo), desc="embedding", unit="text")
-        max_inputs = model.limits.max_inputs_per_request
+        max_inputs = model.capabilities.limits.max_inputs_per_request
         if options.batch_size:
             max_inputs = min(max_inputs or options.batch_size, options.batch_size)
         executor = Executor(
@@ -200,7 +202,7 @@ async def embed_job(
                 max_retries=options.max_retries,
                 rate_limit_timeout=options.rate_limit_timeout,
                 truncate=options.truncate,
-                max_tokens_per_input=model.limits.max_tokens_per_input,
+                max_tokens_per_input=model.capabilities.limits.max_tokens_per_input,
             ),
             provider_dimension=provider_dimension,
             max_inputs=max_inputs,
@@ -277,7 +279,7 @@ class _JobCache:
             )
         self.fingerprint = info.fingerprint()
         # A provider that cuts inputs itself is sent the full text and the truncate policy.
-        self.policy = f"truncate={model.options.truncate}" if model.truncates_natively else ""
+        self.policy = f"truncate={model.options.truncate}" if model.capabilities.truncates else ""
         self.role = role
         self.work = work
         self.write_failed = False

@@ -30,12 +30,12 @@ def output_dimensions(model: ProviderModel) -> tuple[int | None, int | None]:
     ``dimensions`` option when it was built; this is the backstop for limits learned later."""
     requested = model.options.dimensions
     if requested is None:
-        return model.dimension, model.dimension
+        return model.capabilities.dimension, model.capabilities.dimension
     problem = model.dimensions_problem()
     if problem:
         raise ConfigurationError(problem)
     if model.info.dimensions_mode == "matryoshka":
-        return model.dimension, requested
+        return model.capabilities.dimension, requested
     return requested, requested
 
 

@@ -184,14 +184,15 @@ class HttpFakeModel(embedify.EmbeddingModel):
     default_model_id = "fake-embed"
     options_class = embedify.RemoteOptions
     options: embedify.RemoteOptions
-    dimension = DIMENSION
-    normalized = True
-    matryoshka = True
-    role_mapping = {"document": "role=document", "query": "role=query"}
-    limits = embedify.Limits(
-        max_inputs_per_request=256, max_tokens_per_request=8192, max_tokens_per_input=512
+    capabilities = embedify.Capabilities(
+        dimension=DIMENSION,
+        normalized=True,
+        dimensions_mode="matryoshka",
+        roles={"document": "role=document", "query": "role=query"},
+        limits=embedify.Limits(
+            max_inputs_per_request=256, max_tokens_per_request=8192, max_tokens_per_input=512
+        ),
     )
-    default_max_concurrency = 8
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         options.setdefault("api_key", API_KEY)

@@ -117,8 +117,9 @@ class CountingModel(embedify.EmbeddingModel):
     """The fake's vectors with a small request limit; records each request and each job."""
 
     provider = "counting-haystack"
-    dimension = 8
-    limits = embedify.Limits(max_inputs_per_request=64)
+    capabilities = embedify.Capabilities(
+        dimension=8, limits=embedify.Limits(max_inputs_per_request=64)
+    )
     options_class = embedify.RemoteOptions
     requests: ClassVar[list[int]] = []
     jobs: ClassVar[int] = 0

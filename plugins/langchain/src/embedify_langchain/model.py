@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from embedify.protocol import Role
+from embedify.protocol import Capabilities, Role
 from embedify.wrapping import WrappedEmbeddingModel
 
 
@@ -21,7 +21,9 @@ class LangChainEmbeddingModel(WrappedEmbeddingModel[Embeddings]):
     """
 
     provider = "langchain"
-    role_mapping = {"document": "embed_documents", "query": "embed_query"}
+    capabilities = Capabilities(
+        roles={"document": "embed_documents", "query": "embed_query"}, max_concurrency=1
+    )
     wrapped_class = Embeddings
     wrapped_class_name = "langchain_core.embeddings.Embeddings"
     wrapped_kind = "LangChain embeddings"

@@ -3,12 +3,12 @@ and batching: ``from_llamaindex(obj)`` or ``get_model("llamaindex:<module>.<Clas
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from embedify import Limits
-from embedify.protocol import Role
+from embedify.protocol import Capabilities, Limits, Role
 from embedify.wrapping import WrappedEmbeddingModel
 
 
@@ -22,7 +22,10 @@ class LlamaIndexEmbeddingModel(WrappedEmbeddingModel[BaseEmbedding]):
     """
 
     provider = "llamaindex"
-    role_mapping = {"document": "get_text_embedding_batch", "query": "get_query_embedding"}
+    capabilities = Capabilities(
+        roles={"document": "get_text_embedding_batch", "query": "get_query_embedding"},
+        max_concurrency=1,
+    )
     wrapped_class = BaseEmbedding
     wrapped_class_name = "llama_index.core.base.embeddings.base.BaseEmbedding"
     wrapped_kind = "LlamaIndex embedding"
@@ -34,9 +37,9 @@ class LlamaIndexEmbeddingModel(WrappedEmbeddingModel[BaseEmbedding]):
         """The LlamaIndex object this model wraps."""
         return self.wrapped
 
-    def adopt(self, wrapped: BaseEmbedding) -> None:
-        super().adopt(wrapped)
-        self.limits = Limits(max_inputs_per_request=wrapped.embed_batch_size)
+    def configure(self) -> Capabilities:
+        limits = Limits(max_inputs_per_request=self.wrapped.embed_batch_size)
+        return replace(self.capabilities, limits=limits)
 
     def wrapped_settings(self) -> dict[str, Any]:
         """LlamaIndex's own serialisation, the one a persisted index reloads from."""
