@@ -301,3 +301,14 @@ def test_import_and_remote_resolution_import_nothing_heavy() -> None:
         "print(sorted(heavy & set(sys.modules)), 'numpy' in before)"
     )
     assert _run(code) == "[] False"
+
+
+def test_package_names_load_on_first_read_and_stay() -> None:
+    code = (
+        "import sys, embedify; light = 'embedify.scoring' not in sys.modules; "
+        "first = embedify.top_k; kept = vars(embedify)['top_k'] is first; "
+        "from embedify.scoring import top_k\n"
+        "try: embedify.get_modle\n"
+        "except AttributeError as error: print(light, kept, first is top_k, error)"
+    )
+    assert _run(code) == ("True True True module 'embedify' has no attribute 'get_modle'")

@@ -8,10 +8,10 @@ names, so LlamaIndex is imported only when one of those is used.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from embedify import hookimpl
+from embedify.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from embedify_llamaindex.embedding import EmbedifyEmbedding
@@ -24,10 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'embedify_llamaindex' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 @hookimpl
