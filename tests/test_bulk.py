@@ -23,14 +23,17 @@ from embedify.bulk.planning import (
     rows_of,
 )
 from embedify.bulk.runner import (
+    INPUTS,
     MAX_BATCH_ATTEMPTS,
     ONLINE_RESUBMIT_MAX_INPUTS,
+    RESULTS,
     BulkJob,
     poll_delay,
     resubmission_route,
 )
 from embedify.errors import (
     AuthenticationError,
+    BadResponseError,
     ConfigurationError,
     InvalidRequestError,
     TransientError,
@@ -84,6 +87,7 @@ def test_cost_and_decisions() -> None:
     assert resubmission_route(ONLINE_RESUBMIT_MAX_INPUTS, 1) == "online"
     assert resubmission_route(ONLINE_RESUBMIT_MAX_INPUTS + 1, 1) == "batch"
     assert resubmission_route(ONLINE_RESUBMIT_MAX_INPUTS + 1, MAX_BATCH_ATTEMPTS) == "online"
+    assert resubmission_route(1, 1, online_max_inputs=0) == "batch"
     with pytest.raises(ConfigurationError, match="not written by embedify"):
         rows_of("request-1")
 
@@ -101,16 +105,21 @@ class MemoryBatchAPI:
 
     limits: BatchLimits = LIMITS
     price: Price | None = None
+    dimension: int | None = 4
     expire_first: int = 0  # these first batches expire with their first request done
     fail_once: set[str] = field(default_factory=set)
+    wrong_width: set[str] = field(default_factory=set)  # answered once with 5-wide vectors
     refuse_line: int | None = None  # the first batch fails validation at this line
     poll_errors: int = 0  # the first retrieves raise a transient error
     crash_after: str | None = None  # "upload", "create", "retrieve", "download": once
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: int = 0
+    lines_made: int = 0
+    uploaded: list[bytes] = field(default_factory=list)
 
     def request_line(self, custom_id: str, texts: list[str]) -> bytes:
+        self.lines_made += 1
         return json.dumps({"custom_id": custom_id, "input": texts}).encode() + b"\n"
 
     def _crash(self, stage: str) -> None:
@@ -121,6 +130,7 @@ class MemoryBatchAPI:
     def upload(self, name: str, content: bytes) -> str:
         file_id = f"file-{len(self.files)}"
         self.files[file_id] = content
+        self.uploaded.append(content)
         self._crash("upload")
         return file_id
 
@@ -167,6 +177,9 @@ class MemoryBatchAPI:
             if line["custom_id"] in self.fail_once:
                 self.fail_once.discard(line["custom_id"])
                 out.append({"custom_id": line["custom_id"], "error": "server_error"})
+            elif line["custom_id"] in self.wrong_width:
+                self.wrong_width.discard(line["custom_id"])
+                out.append({"custom_id": line["custom_id"], "texts": line["input"], "wide": True})
             else:
                 out.append({"custom_id": line["custom_id"], "texts": line["input"]})
         random.Random(number).shuffle(out)
@@ -187,6 +200,8 @@ class MemoryBatchAPI:
             line = json.loads(raw)
             if "texts" in line:
                 vectors = np.stack([vector(text) for text in line["texts"]])
+                if line.get("wide"):
+                    vectors = np.hstack([vectors, vectors[:, :1]])
                 yield BatchResult(line["custom_id"], vectors)
             else:
                 yield BatchResult(line["custom_id"], None, error=line["error"])
@@ -255,6 +270,11 @@ def test_happy_path_matches_shuffled_lines_by_custom_id(tmp_path: Path) -> None:
     assert api.created == 3
     manifest = Manifest.open(tmp_path)
     assert [record.stage for record in manifest.batches] == ["finished"] * 3
+    # each line encoded once, into the file that is uploaded; the files go once uploaded
+    assert api.lines_made == len(bulk.requests) == 7
+    first = [api.request_line(r.custom_id, TEXTS[r.start : r.stop]) for r in bulk.requests[:3]]
+    assert api.uploaded[0] == b"".join(first)
+    assert not (tmp_path / INPUTS).exists()
 
 
 def test_failed_requests_go_online_when_few(tmp_path: Path) -> None:
@@ -267,18 +287,78 @@ def test_failed_requests_go_online_when_few(tmp_path: Path) -> None:
     assert (report.batches, report.retried, report.online) == (3, 1, 1)
 
 
-def test_an_expired_batch_is_resubmitted_in_a_new_batch_when_many_remain(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("embedify.bulk.runner.ONLINE_RESUBMIT_MAX_INPUTS", 0)
+def test_an_expired_batch_is_resubmitted_in_a_new_batch_when_many_remain(tmp_path: Path) -> None:
     api = MemoryBatchAPI(expire_first=1)
     online = Online()
-    bulk = job(api, tmp_path, online)
+    bulk = job(api, tmp_path, online, online_resubmit_max_inputs=0)
     report = bulk.run()
     np.testing.assert_array_equal(all_vectors(bulk), EXPECTED)
     assert online.calls == []
     assert api.created == 4  # the expired batch's two unfinished requests went in a fourth
     assert report.retried == 2
+
+
+def test_an_answer_of_another_width_is_a_failed_request(tmp_path: Path) -> None:
+    api = MemoryBatchAPI(wrong_width={"part-000001-rows-14-18"})
+    online = Online()
+    bulk = job(api, tmp_path, online)
+    report = bulk.run()
+    np.testing.assert_array_equal(all_vectors(bulk), EXPECTED)
+    assert online.calls == [TEXTS[14:18]]  # few: online
+    assert (report.retried, report.online) == (1, 1)
+    api = MemoryBatchAPI(wrong_width={"part-000001-rows-14-18"})
+    online = Online()
+    bulk = job(api, tmp_path / "batch", online, online_resubmit_max_inputs=0)
+    bulk.run()
+    np.testing.assert_array_equal(all_vectors(bulk), EXPECTED)
+    assert (online.calls, api.created) == ([], 4)  # many: a new batch
+
+
+def test_online_answers_correct_a_width_learned_from_a_wrong_first_answer(tmp_path: Path) -> None:
+    first_batch = {"part-000000-rows-0-4", "part-000000-rows-4-8", "part-000000-rows-8-10"}
+    api = MemoryBatchAPI(dimension=None, wrong_width=set(first_batch))
+    online = Online()
+    bulk = job(api, tmp_path, online)
+    bulk.run()
+    np.testing.assert_array_equal(all_vectors(bulk), EXPECTED)
+    # the first batch's answers (5 wide) set the width, so the others' went online; the online
+    # answers (4 wide) corrected it, and the first batch's requests went online too
+    assert online.calls == [TEXTS[10:23], TEXTS[0:10]]
+    assert Manifest.open(tmp_path).dimension == 4
+
+
+def test_online_answers_of_another_width_than_declared_stop_the_job(tmp_path: Path) -> None:
+    with pytest.raises(BadResponseError, match="of 4 dimensions, but the batch API asks for 5"):
+        job(MemoryBatchAPI(dimension=5), tmp_path).run()  # 4-wide answers: all sent online
+
+
+@pytest.mark.parametrize("declared", [4, None])
+def test_a_kept_result_of_another_width_is_sent_again_by_a_rerun(
+    tmp_path: Path, declared: int | None
+) -> None:
+    job(MemoryBatchAPI(), tmp_path).run()
+    # an older version kept a 5-wide answer, and recorded no width
+    np.save(tmp_path / RESULTS / "part-000001-rows-14-18.npy", np.zeros((4, 5), np.float32))
+    manifest = json.loads((tmp_path / BATCH_MANIFEST).read_text())
+    del manifest["dimension"]
+    (tmp_path / BATCH_MANIFEST).write_text(json.dumps(manifest))
+    online = Online()
+    bulk = job(MemoryBatchAPI(dimension=declared), tmp_path, online)
+    bulk.run()
+    np.testing.assert_array_equal(all_vectors(bulk), EXPECTED)
+    assert online.calls == [TEXTS[14:18]]
+
+
+def test_a_folder_without_input_files_still_uploads(tmp_path: Path) -> None:
+    api = MemoryBatchAPI(crash_after="upload")
+    with pytest.raises(Crash):
+        job(api, tmp_path).run()
+    for path in (tmp_path / INPUTS).iterdir():  # as an older version left its folder
+        path.unlink()
+    bulk = job(api, tmp_path)
+    bulk.run()
+    np.testing.assert_array_equal(all_vectors(bulk), EXPECTED)
+    assert api.uploaded[1] == api.uploaded[0]
 
 
 def test_a_refused_line_is_named(tmp_path: Path) -> None:

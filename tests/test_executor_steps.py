@@ -32,7 +32,7 @@ T = TypeVar("T")
 SETTINGS = policy.Settings(
     max_retries=3, rate_limit_timeout=600.0, truncate="end", max_tokens_per_input=None
 )
-LIMITS = steps.Limits(max_inputs=32, max_tokens=None, max_wait=120.0)
+BOUNDS = steps.RequestBounds(max_inputs=32, max_tokens=None, max_wait=120.0)
 
 
 def schedule(count: int, tokens: int = 10) -> steps.Schedule:
@@ -50,7 +50,7 @@ def sizer() -> RequestSizer:
 def step(plan: steps.Schedule, pace: Pacer, *, now: float = 0.0, **kw: object) -> steps.Step:
     arguments: dict[str, object] = {"running": 0, "stopped": False, "now": now}
     arguments.update(kw)
-    return steps.next_step(plan, pace, sizer(), LIMITS, **arguments)  # type: ignore[arg-type]
+    return steps.next_step(plan, pace, sizer(), BOUNDS, **arguments)  # type: ignore[arg-type]
 
 
 def sent(move: steps.Step) -> list[int]:
@@ -102,7 +102,7 @@ def test_free_slots_share_what_is_left_and_the_limits_cap_each_request() -> None
         schedule(10),
         pacer(slots=1),
         sizer(),
-        steps.Limits(max_inputs=4, max_tokens=25, max_wait=120.0),
+        steps.RequestBounds(max_inputs=4, max_tokens=25, max_wait=120.0),
         running=0,
         stopped=False,
         now=0.0,

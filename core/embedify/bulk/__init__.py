@@ -5,9 +5,10 @@ The plugin contract. A model whose provider has a batch API offers it by impleme
 :class:`SupportsBatchAPI`: a ``batch_api()`` method returning a :class:`BatchAPI`, an object that
 uploads a JSONL file of requests, creates a batch from it, retrieves the batch's state, finds
 the batch made from a file (after a crash), downloads the output and error files, cancels, and
-declares the provider's documented limits (:class:`BatchLimits`) and prices (:class:`Price`) as
-data. Nothing else is needed: no hook, no registration; ``isinstance(model, SupportsBatchAPI)``
-is the test. The core never imports a provider: everything here is about the job.
+declares as data the provider's documented limits (:class:`BatchLimits`), its prices
+(:class:`Price`) and the width of the vectors it asks for. Nothing else is needed: no hook, no
+registration; ``isinstance(model, SupportsBatchAPI)`` is the test. The core never imports a
+provider: everything here is about the job.
 
 - :mod:`embedify.bulk.planning`: rows to requests (each ``custom_id`` names its part and rows)
   to files within the limits, and the price estimate; pure functions.

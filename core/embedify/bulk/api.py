@@ -74,6 +74,11 @@ class BatchAPI(Protocol):
     #: The model's prices (``None``: not known; the dry run then shows no cost).
     price: Price | None
 
+    @property
+    def dimension(self) -> int | None:
+        """The width of the vectors its requests ask for (``None``: not known before an answer).
+        An answer of another width is a failed request."""
+
     def request_line(self, custom_id: str, texts: list[str]) -> bytes:
         """One line of the input file, ending with a newline, embedding ``texts``."""
 

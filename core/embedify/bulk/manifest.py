@@ -41,6 +41,9 @@ class Manifest:
     path: Path
     batches: list[BatchRecord] = field(default_factory=list)
     online: list[str] = field(default_factory=list)  # requests embedded online instead
+    #: The width of every kept result: the batch API's, else learned from the first answer kept
+    #: (recorded so that a rerun judges new answers as the first run did).
+    dimension: int | None = None
 
     @classmethod
     def open(cls, folder: Path) -> Manifest:
@@ -51,7 +54,8 @@ class Manifest:
         try:
             data: dict[str, Any] = json.loads(path.read_text())
             batches = [BatchRecord(**record) for record in data["batches"]]
-            return cls(path, batches, list(data["online"]))
+            width = data.get("dimension")  # absent in the folders of older versions
+            return cls(path, batches, list(data["online"]), None if width is None else int(width))
         except (ValueError, KeyError, TypeError) as error:
             raise ConfigurationError(
                 f"{path} is damaged ({error}); its batches cannot be followed. Delete the "
@@ -59,7 +63,11 @@ class Manifest:
             ) from None
 
     def save(self) -> None:
-        data = {"batches": [asdict(record) for record in self.batches], "online": self.online}
+        data = {
+            "batches": [asdict(record) for record in self.batches],
+            "online": self.online,
+            "dimension": self.dimension,
+        }
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with temporary.open("w") as out:
             json.dump(data, out, indent=1)

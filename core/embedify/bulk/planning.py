@@ -71,39 +71,53 @@ def plan_requests(
     return requests
 
 
-def plan_files(
-    requests: Sequence[PlannedRequest],
-    line_bytes: Callable[[PlannedRequest], int],
-    limits: BatchLimits,
-) -> list[list[PlannedRequest]]:
-    """Requests into input files (one batch each) within the requests, bytes and inputs per
-    batch limits, in order."""
-    files: list[list[PlannedRequest]] = []
-    current: list[PlannedRequest] = []
-    size = inputs = 0
-    for request in requests:
-        length = line_bytes(request)
+class FilePacker:
+    """Requests, in order, into input files (one batch each) within the requests, bytes and
+    inputs per batch limits. The runner writes each line as it places it, so a line is encoded
+    once; :func:`plan_files` only counts."""
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self.limits = limits
+        self.files = 0
+        self.requests = self.bytes = self.inputs = 0  # in the current file
+
+    def place(self, request: PlannedRequest, length: int) -> int:
+        """The number (from 0) of the file ``request``, a line of ``length`` bytes, goes in."""
+        limits = self.limits
         if length > limits.bytes_per_file:
             raise ConfigurationError(
                 f"request {request.custom_id} takes {length:,} bytes, more than a batch file may "
                 f"hold ({limits.bytes_per_file:,}); lower --part-rows or shorten the texts."
             )
         over = (
-            len(current) >= limits.requests_per_file
-            or size + length > limits.bytes_per_file
+            self.requests >= limits.requests_per_file
+            or self.bytes + length > limits.bytes_per_file
             or (
                 limits.inputs_per_batch is not None
-                and inputs + request.rows > limits.inputs_per_batch
+                and self.inputs + request.rows > limits.inputs_per_batch
             )
         )
-        if current and over:
-            files.append(current)
-            current, size, inputs = [], 0, 0
-        current.append(request)
-        size += length
-        inputs += request.rows
-    if current:
-        files.append(current)
+        if self.files == 0 or (self.requests and over):
+            self.files += 1
+            self.requests = self.bytes = self.inputs = 0
+        self.requests += 1
+        self.bytes += length
+        self.inputs += request.rows
+        return self.files - 1
+
+
+def plan_files(
+    requests: Sequence[PlannedRequest],
+    line_bytes: Callable[[PlannedRequest], int],
+    limits: BatchLimits,
+) -> list[list[PlannedRequest]]:
+    """Requests into input files, as :class:`FilePacker` places them."""
+    packer = FilePacker(limits)
+    files: list[list[PlannedRequest]] = []
+    for request in requests:
+        if packer.place(request, line_bytes(request)) == len(files):
+            files.append([])
+        files[-1].append(request)
     return files
 
 

@@ -85,7 +85,9 @@ class Executor:
         # Remote models cap the waits their server may ask for with their own option.
         cap = getattr(model.options, "max_retry_wait", settings.max_retry_wait)
         self.settings = replace(settings, max_retry_wait=cap)
-        self.limits = steps.Limits(max_inputs, model.limits.max_tokens_per_request, cap)
+        self.bounds = steps.RequestBounds(
+            max_inputs, model.capabilities.limits.max_tokens_per_request, cap
+        )
         self.provider_dimension = provider_dimension
         self.on_done = on_done
         self.clock = clock
@@ -111,7 +113,7 @@ class Executor:
                     self.schedule,
                     self.pacer,
                     self.sizer,
-                    self.limits,
+                    self.bounds,
                     running=len(self.tasks),
                     stopped=self.stopped_by is not None,
                     now=now,

@@ -43,10 +43,11 @@ class Batch:
 
 
 @dataclass(frozen=True)
-class Limits:
-    """A job's fixed request limits: inputs per request (the model's, or the caller's
-    ``batch_size``; ``None``: none), the model's tokens per request, and the longest wait a
-    server may set (``max_retry_wait``)."""
+class RequestBounds:
+    """What bounds each request of a job, fixed for the job: inputs per request (the model's,
+    or the caller's ``batch_size``; ``None``: none), the model's tokens per request, and the
+    longest wait a server may set (``max_retry_wait``). Not the model's
+    :class:`~embedify.protocol.Limits`: this is what one job derived from them."""
 
     max_inputs: int | None
     max_tokens: int | None
@@ -94,7 +95,7 @@ def next_step(
     schedule: Schedule,
     pacer: Pacer,
     sizer: RequestSizer,
-    limits: Limits,
+    bounds: RequestBounds,
     *,
     running: int,
     stopped: bool,
@@ -110,17 +111,19 @@ def next_step(
     if pacer.in_flight >= pacer.allowed_in_flight():
         return Wait(POLL)
     batch = (
-        schedule.ready.popleft() if schedule.ready else next_batch(schedule, pacer, sizer, limits)
+        schedule.ready.popleft() if schedule.ready else next_batch(schedule, pacer, sizer, bounds)
     )
     tokens = schedule.tokens_of(batch)
-    delay = pacer.delay_before(tokens, now, limits.max_wait)
+    delay = pacer.delay_before(tokens, now, bounds.max_wait)
     if delay > 0:
         schedule.ready.appendleft(batch)
         return Wait(delay)
     return Send(batch, tokens)
 
 
-def next_batch(schedule: Schedule, pacer: Pacer, sizer: RequestSizer, limits: Limits) -> Batch:
+def next_batch(
+    schedule: Schedule, pacer: Pacer, sizer: RequestSizer, bounds: RequestBounds
+) -> Batch:
     """The next request from the queue: within the model's limits, the size the sizer and
     the token budget allow, and no more than an even share of what is left per free slot
     (near the end of a job the free slots share what is left, rather than one slot taking
@@ -128,11 +131,11 @@ def next_batch(schedule: Schedule, pacer: Pacer, sizer: RequestSizer, limits: Li
     :data:`PROBE_INPUTS` inputs first."""
     queue = schedule.queue
     free = max(1, pacer.allowed_in_flight() - pacer.in_flight)
-    caps = [limits.max_inputs, sizer.inputs_cap(), math.ceil(len(queue) / free)]
+    caps = [bounds.max_inputs, sizer.inputs_cap(), math.ceil(len(queue) / free)]
     max_inputs = min(c for c in caps if c is not None)
     if pacer.probing and len(queue) > max_inputs:
         max_inputs = min(max_inputs, PROBE_INPUTS)
-    known = [c for c in (limits.max_tokens, pacer.request_token_budget()) if c is not None]
+    known = [c for c in (bounds.max_tokens, pacer.request_token_budget()) if c is not None]
     max_tokens = min(known) if known else None
     indices = planning.take_batch(
         queue, schedule.tokens, max_inputs=max_inputs, max_tokens=max_tokens

@@ -174,6 +174,8 @@ def test_the_model_offers_its_batch_api_with_the_documented_limits() -> None:
         assert api.limits == OPENAI_BATCH_LIMITS
         assert (api.limits.requests_per_file, api.limits.inputs_per_batch) == (50_000, 50_000)
         assert api.price == PRICES[MODEL]
+        assert api.dimension == 256  # what each line asks for
+        assert OpenAIBatchAPI(model_for(server)).dimension == 1536
         line = json.loads(api.request_line("part-000000-rows-0-1", ["hi"]))
         assert line["body"] == {
             "model": MODEL,
@@ -202,7 +204,9 @@ def test_find_returns_the_batch_made_from_a_file() -> None:
         assert api.find(files[2]) is None
 
 
-def run_job(server: FakeOpenAIServer, folder: Path, api: OpenAIBatchAPI | None = None) -> Any:
+def run_job(
+    server: FakeOpenAIServer, folder: Path, api: OpenAIBatchAPI | None = None, **extra: Any
+) -> Any:
     model = model_for(server)
     api = api or OpenAIBatchAPI(model)
     requests = plan_requests(model.count_tokens(TEXTS), 10, api.limits)
@@ -214,6 +218,7 @@ def run_job(server: FakeOpenAIServer, folder: Path, api: OpenAIBatchAPI | None =
         online=lambda texts: model.embed(texts),
         poll_interval=0.0,
         sleep=lambda seconds: None,
+        **extra,
     )
     report = job.run()
     vectors = np.concatenate([job.part_vectors(part) for part in range(3)])
@@ -244,6 +249,16 @@ def test_failed_requests_are_resubmitted_online(tmp_path: Path) -> None:
         assert [e["body"]["input"] for e in online] == [TEXTS[10:20]]
 
 
+def test_an_answer_of_another_width_is_resubmitted(tmp_path: Path) -> None:
+    fake = FakeOpenAI(batches=FakeBatches(wrong_width=frozenset({"part-000001-rows-10-20"})))
+    with serve_fake_openai(fake) as server:
+        report, vectors = run_job(server, tmp_path)
+        np.testing.assert_allclose(vectors, expected(TEXTS), atol=1e-7)
+        assert (report.batches, report.retried, report.online) == (1, 1, 1)
+        online = [e for e in fake.log if e["path"] == "/v1/embeddings"]
+        assert [e["body"]["input"] for e in online] == [TEXTS[10:20]]
+
+
 def test_an_expired_batch_is_resubmitted(tmp_path: Path) -> None:
     fake = FakeOpenAI(batches=FakeBatches(expire=1, fail=0))
     with serve_fake_openai(fake) as server:
@@ -253,13 +268,10 @@ def test_an_expired_batch_is_resubmitted(tmp_path: Path) -> None:
         assert report.retried == 2 and report.online == 2  # few left: online
 
 
-def test_a_failed_batch_is_resubmitted_in_a_new_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("embedify.bulk.runner.ONLINE_RESUBMIT_MAX_INPUTS", 0)  # never online
+def test_a_failed_batch_is_resubmitted_in_a_new_batch(tmp_path: Path) -> None:
     fake = FakeOpenAI(batches=FakeBatches(fail=1))
     with serve_fake_openai(fake) as server:
-        report, vectors = run_job(server, tmp_path)
+        report, vectors = run_job(server, tmp_path, online_resubmit_max_inputs=0)  # never online
         np.testing.assert_allclose(vectors, expected(TEXTS), atol=1e-7)
         assert [b["status"] for b in fake.batches.batches.values()] == ["failed", "completed"]
         assert fake.batches.batches["batch_000002"]["errors"]["data"][0]["line"] is None

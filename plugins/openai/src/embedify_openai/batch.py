@@ -98,7 +98,16 @@ class OpenAIBatchAPI:
         except openai.APIError as error:
             raise self.model.transport_error(error) from None
 
+    def _requested_dimensions(self) -> int | None:
+        """The ``dimensions`` each request sends (``None``: the model's own width)."""
+        dimensions = self.model.options.dimensions
+        return dimensions if self.model.supports_dimensions else None
+
     # -- the BatchAPI protocol ---------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int | None:
+        return self._requested_dimensions() or self.model.info.dimension
 
     def request_line(self, custom_id: str, texts: list[str]) -> bytes:
         body: dict[str, Any] = {
@@ -106,8 +115,8 @@ class OpenAIBatchAPI:
             "input": texts,
             "encoding_format": "base64",
         }
-        dimensions = self.model.options.dimensions
-        if dimensions is not None and self.model.supports_dimensions:
+        dimensions = self._requested_dimensions()
+        if dimensions is not None:
             body["dimensions"] = dimensions
         line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
         return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"

@@ -589,10 +589,11 @@ class FakeBatches:
     file's lines come shuffled. Faults: ``expire`` (the first n batches expire with half their
     requests done: the rest are ``batch_expired`` in the error file), ``fail`` (the first n
     batches fail, OpenAI's enqueued-token limit), ``fail_once`` (these custom ids fail with a
-    500 the first time they run). ``pause_at`` holds the answer to the first request of a stage
-    (``upload``, ``create``, ``poll``: a retrieve of a batch in progress, ``download``) after
-    the server did the work, sets ``paused`` and waits for :meth:`release`: a test kills its
-    client there. ``created`` counts the batches made.
+    500 the first time they run), ``wrong_width`` (these custom ids' first answer is a 200
+    whose vectors are one dimension short, as a misbehaving server's). ``pause_at`` holds the
+    answer to the first request of a stage (``upload``, ``create``, ``poll``: a retrieve of a
+    batch in progress, ``download``) after the server did the work, sets ``paused`` and waits
+    for :meth:`release`: a test kills its client there. ``created`` counts the batches made.
     """
 
     max_requests_per_file: int = 50_000
@@ -602,6 +603,7 @@ class FakeBatches:
     expire: int = 0
     fail: int = 0
     fail_once: frozenset[str] = frozenset()
+    wrong_width: frozenset[str] = frozenset()
     pause_at: str | None = None
     seed: int = 0
 
@@ -613,6 +615,7 @@ class FakeBatches:
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}  # id -> the batch object, as served
         self._failed_once: set[str] = set()
+        self._narrowed: set[str] = set()  # wrong_width ids already answered short
         self._held: set[str] = set()
         self.paused = threading.Event()
         self._release = threading.Event()
@@ -913,6 +916,10 @@ class FakeBatches:
                 answer = self.embed_line(line["body"])
                 status = answer.status
                 body = json.loads(answer.body) if isinstance(answer.body, bytes) else answer.body
+                if status == 200 and custom_id in self.wrong_width - self._narrowed:
+                    self._narrowed.add(custom_id)
+                    for item in body["data"]:
+                        item["embedding"] = _one_short(item["embedding"])
             result = {
                 "id": f"batch_req_{next(self._ids):06d}",
                 "custom_id": custom_id,
@@ -944,6 +951,13 @@ class FakeBatches:
                 batch[name] = stored["id"]
         batch["request_counts"].update(completed=len(outputs), failed=len(failures))
         self._stamp(batch, "expired" if expire else "finalizing")
+
+
+def _one_short(embedding: str | list[float]) -> str | list[float]:
+    """An answer's vector (floats, or base64 little-endian float32) without its last value."""
+    if isinstance(embedding, list):
+        return embedding[:-1]
+    return base64.b64encode(base64.b64decode(embedding)[:-4]).decode()
 
 
 @dataclass(frozen=True)

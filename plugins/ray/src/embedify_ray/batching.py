@@ -61,26 +61,15 @@ def read_texts(scan: InputScan, column: str, part_rows: int) -> list[str]:
 
 def plan_job(
     model: EmbeddingModel, api: BatchAPI, texts: list[str], part_rows: int
-) -> tuple[list[PlannedRequest], BulkPlan]:
-    """The job's requests, and the plan a dry run prints (tokens counted as the model counts
-    them: its tokenizer where it has one, else the engine's estimate)."""
-    counts = model.count_tokens(texts)
-    requests = plan_requests(counts, part_rows, api.limits)
-    files = plan_files(
-        requests,
-        lambda r: len(api.request_line(r.custom_id, texts[r.start : r.stop])),
-        api.limits,
-    )
-    tokens = sum(counts)
-    plan = BulkPlan(
-        rows=len(texts),
-        tokens=tokens,
-        exact_tokens=bool(getattr(model, "exact_token_count", False)),
-        requests=len(requests),
-        files=len(files),
-        cost=estimate_cost(tokens, api.price) if api.price else None,
-    )
-    return requests, plan
+) -> list[PlannedRequest]:
+    """The job's requests, tokens counted as the model counts them (its tokenizer where it has
+    one, else the engine's estimate)."""
+    return plan_requests(model.count_tokens(texts), part_rows, api.limits)
+
+
+def job_cost(api: BatchAPI, requests: list[PlannedRequest]) -> Cost | None:
+    tokens = sum(request.tokens for request in requests)
+    return estimate_cost(tokens, api.price) if api.price else None
 
 
 @dataclass(frozen=True)
@@ -125,7 +114,7 @@ def embed_in_batches(
     from embedify_ray.files import read_parts
 
     texts = read_texts(scan, column, part_rows)
-    requests, plan = plan_job(model, api, texts, part_rows)
+    requests = plan_job(model, api, texts, part_rows)
 
     def embed_online(chunk: list[str]) -> np.ndarray[Any, Any]:
         vectors: np.ndarray[Any, Any] = model.embed(chunk, role)
@@ -154,7 +143,7 @@ def embed_in_batches(
         job.forget_part(index)
     if not any(job.results.iterdir()):
         job.results.rmdir()
-    return BatchSummary(report, plan.cost)
+    return BatchSummary(report, job_cost(api, requests))
 
 
 def dry_run_plan(
@@ -165,8 +154,23 @@ def dry_run_plan(
     output_column: str,
     part_rows: int,
 ) -> BulkPlan:
-    """The plan of ``embed-dataset --via batch`` for ``input_path``, sending nothing."""
+    """The plan of ``embed-dataset --via batch`` for ``input_path``, sending nothing (its
+    files are counted by encoding each line, which a run does again as it writes them)."""
     from embedify_ray.files import scan_input
 
     scan = scan_input(Path(input_path), column, output_column)
-    return plan_job(model, api, read_texts(scan, column, part_rows), part_rows)[1]
+    texts = read_texts(scan, column, part_rows)
+    requests = plan_job(model, api, texts, part_rows)
+    files = plan_files(
+        requests,
+        lambda r: len(api.request_line(r.custom_id, texts[r.start : r.stop])),
+        api.limits,
+    )
+    return BulkPlan(
+        rows=len(texts),
+        tokens=sum(request.tokens for request in requests),
+        exact_tokens=bool(getattr(model, "exact_token_count", False)),
+        requests=len(requests),
+        files=len(files),
+        cost=job_cost(api, requests),
+    )
