@@ -11,6 +11,8 @@ from embedify.errors import ConfigurationError
 if TYPE_CHECKING:
     import numpy as np
 
+    from embedify.protocol import ProviderModel
+
 #: Batch states after which nothing changes (OpenAI's words, which other providers map to).
 TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
 
@@ -109,12 +111,32 @@ class SupportsBatchAPI(Protocol):
     def batch_api(self) -> BatchAPI: ...
 
 
-def batch_api_of(model: object, providers: list[str] | None = None) -> BatchAPI:
-    """``model``'s batch API, or an error naming the providers that have one."""
-    if isinstance(model, SupportsBatchAPI):
-        return model.batch_api()
-    named = ", ".join(providers) if providers else "none installed"
-    raise ConfigurationError(
-        f"{model!r} has no batch API; embed it online (--via online), or use a model of a "
-        f"provider that has one ({named})."
-    )
+def batch_api_of(model: ProviderModel, providers: list[str] | None = None) -> BatchAPI:
+    """``model``'s batch API, or an error naming the providers that have one, or the option
+    that the batch path cannot honour."""
+    if not isinstance(model, SupportsBatchAPI):
+        named = ", ".join(providers) if providers else "none installed"
+        raise ConfigurationError(
+            f"{model!r} has no batch API; embed it online (--via online), or use a model of a "
+            f"provider that has one ({named})."
+        )
+    problem = _engine_shaped_option(model)
+    if problem:
+        raise ConfigurationError(
+            f"{model!r}: the batch API writes the provider's own vectors, so {problem} would "
+            "not be applied; drop that option (and convert the output afterwards), or embed "
+            "online (--via online)."
+        )
+    return model.batch_api()
+
+
+def _engine_shaped_option(model: ProviderModel) -> str | None:
+    """The option that online jobs apply here after the provider answered, if one is set."""
+    options, capabilities = model.options, model.capabilities
+    if options.precision != "float32":
+        return f"precision={options.precision!r}"
+    if options.normalize and not capabilities.normalized:
+        return "normalize=True"
+    if options.dimensions is not None and capabilities.dimensions_mode != "native":
+        return f"dimensions={options.dimensions} (cut here, not by the provider)"
+    return None

@@ -23,7 +23,12 @@ import embedify
 from embedify.bulk import BatchLimits, SupportsBatchAPI, batch_api_of
 from embedify.bulk.planning import plan_requests
 from embedify.bulk.runner import BulkJob
-from embedify.errors import AuthenticationError, EmbedifyError, InvalidRequestError
+from embedify.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    EmbedifyError,
+    InvalidRequestError,
+)
 
 MODEL = "text-embedding-3-small"
 TEXTS = [f"passage {i} on topic {i % 5}" for i in range(30)]
@@ -164,6 +169,15 @@ def test_cancel_moves_through_cancelling() -> None:
 
 
 # -- OpenAIBatchAPI ----------------------------------------------------------------------------
+
+
+def test_options_the_batch_path_would_not_apply_are_refused() -> None:
+    with serve_fake_openai() as server:
+        with pytest.raises(ConfigurationError, match=r"precision='int8' would not be applied"):
+            batch_api_of(model_for(server, precision="int8"))
+        # OpenAI's own vectors are unit length and cut to `dimensions`: nothing left to apply
+        assert batch_api_of(model_for(server, normalize=True, dimensions=256)).dimension == 256
+        assert server.fake.batches.created == 0
 
 
 def test_the_model_offers_its_batch_api_with_the_documented_limits() -> None:
