@@ -68,10 +68,13 @@ def test_cache_info_reads_a_cache_without_changing_it(isolated_home: Path) -> No
     assert _tree(isolated_home) == before  # no journal, no shared-memory file, no change
 
 
-def test_models_names_the_packed_model_not_its_folder() -> None:
+def test_models_names_the_packed_model_and_verbose_adds_its_folder(isolated_home: Path) -> None:
     pytest.importorskip("embedify_pack_minilm", reason="the model pack is not installed")
     from embedify_pack_minilm import model_folder
 
     listing = CliRunner().invoke(cli, ["models"]).stdout
     assert "alias all-MiniLM-L6-v2 -> local:sentence-transformers/all-MiniLM-L6-v2" in listing
     assert str(model_folder()) not in listing and "site-packages" not in listing
+    verbose = CliRunner().invoke(cli, ["models", "--verbose"]).stdout
+    assert "\nlocal:sentence-transformers/all-MiniLM-L6-v2\n" in verbose  # the name, not the path
+    assert f"    weights: {model_folder()} (embedify-pack-minilm)\n" in verbose

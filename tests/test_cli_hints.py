@@ -139,3 +139,36 @@ def test_a_plugin_of_ours_that_cannot_load_says_how_to_reinstall_it() -> None:
     assert str(error.value).endswith(
         "Reinstall embedify-cohere with its dependencies; " + install_hint("embedify-cohere")
     )
+
+
+def test_no_hint_in_the_code_installs_our_distributions_from_pypi() -> None:
+    """Every ``pip install`` the core and the plugins print names a folder of a checkout for
+    our distributions (``embedify-*`` is not on the package index yet); a published name only
+    as an aside, never as the command."""
+    sources = [*(ROOT / "core" / "embedify").rglob("*.py"), *ROOT.glob("plugins/*/src/**/*.py")]
+    command = re.compile(r"""pip install ((?:--?[\w-]+ )*)['"]?(embedify[\w.-]*)""")
+    problems = [
+        f"{path.relative_to(ROOT)}: pip install {match.group(2)}"
+        for path in sources
+        for match in command.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert problems == []
+
+
+def test_a_gpu_this_machine_lacks_fails_when_the_model_is_built() -> None:
+    torch = pytest.importorskip("torch", reason="device= runs on torch")
+    pytest.importorskip("embedify_pack_minilm", reason="the model pack is not installed")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigurationError, match=r"device='cuda' is not available on this"):
+        embedify.get_model("local", device="cuda")  # built, never asked to embed
+    result = CliRunner().invoke(cli, ["embed", "-m", "local", "-o", "device=cuda", "x"])
+    [line] = result.output.strip().splitlines()
+    assert result.exit_code == 2 and line.startswith(
+        f"Error: device='cuda' is not available on this machine (torch {torch.__version__}"
+    )
+    assert line.endswith("; use one of: auto, cpu" + (", mps" if has_mps(torch) else ""))
+
+
+def has_mps(torch: Any) -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

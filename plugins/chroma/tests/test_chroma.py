@@ -163,8 +163,9 @@ class CountingModel(embedify.EmbeddingModel):
     """The fake's vectors, with a small request limit; records each request and each job."""
 
     provider = "counting-chroma"
-    dimension = 8
-    limits = embedify.Limits(max_inputs_per_request=64)
+    capabilities = embedify.Capabilities(
+        dimension=8, limits=embedify.Limits(max_inputs_per_request=64)
+    )
     requests: ClassVar[list[int]] = []
     jobs: ClassVar[int] = 0
 
@@ -195,7 +196,7 @@ def test_an_add_is_one_engine_job_planned_by_the_model_limits(
 def test_config_round_trips_and_keeps_secrets_out() -> None:
     class Keyed(embedify.EmbeddingModel):
         provider = "keyed-chroma"
-        dimension = 8
+        capabilities = embedify.Capabilities(dimension=8)
         options_class = embedify.RemoteOptions
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:

@@ -124,7 +124,7 @@ def test_cli_embeds_and_reports_in_one_line_on_error(
     runner = CliRunner()
     ok = runner.invoke(cli, ["embed-dataset", str(path), str(tmp_path / "o"), "-m", "fake:8"])
     assert ok.exit_code == 0, ok.output
-    assert "2500 rows in 1 parts: 2500 embedded" in ok.output
+    assert "2500 rows in 1 part: 2500 embedded" in ok.output
     bad = runner.invoke(
         cli, ["embed-dataset", str(path), str(tmp_path / "p"), "-m", "fake:8", "--column", "body"]
     )

@@ -81,7 +81,7 @@ def test_one_machine_works_without_ray_installed(tmp_path: Path) -> None:
         "embed-dataset", str(source), str(tmp_path / "out"), "-m", "fake:8"
     )
     assert finished.returncode == 0, finished.stderr
-    assert "50 rows in 1 parts: 50 embedded" in finished.stdout
+    assert "50 rows in 1 part: 50 embedded" in finished.stdout
 
 
 def test_ray_without_ray_installed_says_the_one_install_command(tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +101,22 @@ def test_a_dictionary_or_string_view_column_is_embedded_on_ray(
         rows = embed_dataset(ray.data.from_arrow(table), "fake:16").take(1)
         vector = get_model("fake:16").embed(corpus[:1])[0]
         np.testing.assert_array_equal(rows[0]["embedding"], vector)
+
+
+def test_a_normal_run_on_ray_prints_no_error_lines(tmp_path: Path) -> None:
+    """What a user sees of Ray on a job that goes well: no ERROR line, no traceback."""
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": texts(3_000)}), source)
+    command = ["embed-dataset", str(source), str(tmp_path / "out"), "-m", "fake:16", "--ray"]
+    finished = subprocess.run(
+        [sys.executable, "-m", "embedify", *command, "--part-rows", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "3000 rows in 3 parts: 3000 embedded" in finished.stdout
+    noise = [
+        line for line in finished.stderr.splitlines() if re.search(r"\bERROR\b|Traceback", line)
+    ]
+    assert noise == []

@@ -19,8 +19,9 @@ class SlowModel(embedify.EmbeddingModel):
 
     provider = "slow"
     default_model_id = "slow"
-    dimension = 4
-    limits = embedify.Limits(max_inputs_per_request=2)
+    capabilities = embedify.Capabilities(
+        dimension=4, limits=embedify.Limits(max_inputs_per_request=2)
+    )
 
     def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
         time.sleep(0.5)

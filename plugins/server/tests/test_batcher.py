@@ -20,9 +20,9 @@ class GatedModel(embedify.EmbeddingModel):
 
     provider = "gated"
     default_model_id = "gated"
-    dimension = 4
-    limits = embedify.Limits(max_inputs_per_request=1000)
-    default_max_concurrency = 1
+    capabilities = embedify.Capabilities(
+        dimension=4, limits=embedify.Limits(max_inputs_per_request=1000), max_concurrency=1
+    )
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)

@@ -302,8 +302,9 @@ class SlowTokenizer(embedify.EmbeddingModel):
 
     provider = "slow-tokenizer"
     default_model_id = "slow"
-    dimension = 4
-    limits = embedify.Limits(max_tokens_per_input=512)
+    capabilities = embedify.Capabilities(
+        dimension=4, limits=embedify.Limits(max_tokens_per_input=512)
+    )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if any(len(text) > HUGE for text in texts) and not tokenized.is_set():
@@ -428,7 +429,7 @@ class Stuck(embedify.EmbeddingModel):
 
     provider = "stuck"
     default_model_id = "stuck"
-    dimension = 4
+    capabilities = embedify.Capabilities(dimension=4)
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
         stuck_batches.append(texts)

@@ -91,7 +91,7 @@ def test_openai_dimensions_on_a_fixed_dimension_model(serve: Serve) -> None:
     class Fixed(embedify.EmbeddingModel):
         provider = "fixed"
         default_model_id = "fixed"
-        dimension = 8
+        capabilities = embedify.Capabilities(dimension=8)
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
             return np.ones((len(texts), 8), np.float32)
@@ -143,7 +143,7 @@ def test_tei_normalize_false_keeps_the_model_s_own_output(serve: Serve) -> None:
     class Unnormalized(embedify.EmbeddingModel):
         provider = "unnormalized"
         default_model_id = "u"
-        dimension = 2
+        capabilities = embedify.Capabilities(dimension=2)
 
         def embed_batch(self, texts: list[str], role: embedify.Role) -> np.ndarray:
             return np.tile(np.array([[3.0, 4.0]], np.float32), (len(texts), 1))
@@ -212,7 +212,7 @@ class Gated(embedify.EmbeddingModel):
 
     provider = "gated"
     default_model_id = "gated"
-    dimension = 2
+    capabilities = embedify.Capabilities(dimension=2)
 
     def __init__(self) -> None:
         super().__init__()

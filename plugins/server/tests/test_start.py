@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -64,8 +65,11 @@ class BudgetedModel(FakeEmbeddingModel):
     """A fake that takes at most 1024 tokens per request, as the local model does by default,
     and records the padded size (inputs x longest input) of every batch it is sent."""
 
-    limits = embedify.Limits(
-        max_inputs_per_request=256, max_tokens_per_request=1024, max_tokens_per_input=512
+    capabilities = replace(
+        FakeEmbeddingModel.capabilities,
+        limits=embedify.Limits(
+            max_inputs_per_request=256, max_tokens_per_request=1024, max_tokens_per_input=512
+        ),
     )
     padded_batches: list[int] = []
 

@@ -25,9 +25,11 @@ class Recording(embedify.EmbeddingModel):
 
     provider = "recording"
     default_model_id = "recording"
-    dimension = 4
-    limits = embedify.Limits(max_inputs_per_request=64)
-    default_max_concurrency = 8  # the engine would spread a batch over 8 requests
+    capabilities = embedify.Capabilities(
+        dimension=4,
+        limits=embedify.Limits(max_inputs_per_request=64),
+        max_concurrency=8,  # the engine would spread a batch over 8 requests
+    )
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)

@@ -57,8 +57,9 @@ class FileReport:
 
     def summary(self) -> str:
         rate = f" ({self.embedded_rows / self.seconds:.0f} rows/s)" if self.embedded_rows else ""
+        parts = "1 part" if self.parts == 1 else f"{self.parts} parts"
         line = (
-            f"{self.rows} rows in {self.parts} parts: {self.embedded_rows} embedded, "
+            f"{self.rows} rows in {parts}: {self.embedded_rows} embedded, "
             f"{self.skipped_rows} already written; {self.seconds:.1f} s{rate}, "
             f"peak memory {self.peak_memory_mb:.0f} MB"
         )
