@@ -80,8 +80,12 @@ def test_unknown_provider_names_the_package_to_install() -> None:
         "embedify-cohere (not on PyPI yet) from a checkout of the "
         "embedify repository: pip install ./plugins/cohere"
     )
-    with pytest.raises(UnknownModelError, match="Did you mean 'openai'"):
+    assert str(error.value).startswith("Provider 'cohere' is not installed.")
+    assert "Did you mean" not in str(error.value)  # no guess at another missing name
+    with pytest.raises(UnknownModelError) as error:
         registry.resolve("opneai:text-embedding-3-small")
+    assert "Did you mean 'openai'" in str(error.value)
+    assert str(error.value).endswith("pip install ./plugins/openai")  # the guess, installable
 
 
 def test_unknown_bare_name_suggests_close_matches() -> None:

@@ -77,13 +77,19 @@ def _claimed_by(
 def _unknown_provider(
     name: str, provider_names: Mapping[str, Provider], providers: Mapping[str, Provider]
 ) -> str:
-    """Close matches and what is installed; for one of ours, how to install it, last, so
-    that the line ends with the command."""
-    hint = close_matches(name, [*provider_names, *FIRST_PARTY])
+    """What is installed, and for one of ours (the name itself, else the closest name), how to
+    install it, last, so that the line ends with the command."""
     installed = ", ".join(sorted(providers)) or "none"
-    message = f"Unknown provider {name!r}.{hint} Installed providers: {installed}."
     if name in FIRST_PARTY:
-        message += f" To use {name!r}, {install_hint(FIRST_PARTY[name])}"
+        return (
+            f"Provider {name!r} is not installed. Installed providers: {installed}. "
+            f"To use {name!r}, {install_hint(FIRST_PARTY[name])}"
+        )
+    close = difflib.get_close_matches(name, sorted({*provider_names, *FIRST_PARTY}), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    message = f"Unknown provider {name!r}.{hint} Installed providers: {installed}."
+    if close and close[0] not in provider_names and close[0] in FIRST_PARTY:
+        message += f" To use {close[0]!r}, {install_hint(FIRST_PARTY[close[0]])}"
     return message
 
 
