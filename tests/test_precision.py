@@ -70,6 +70,21 @@ def test_bits_are_sentence_transformers_packing() -> None:
     assert quantize(vector, "binary").dtype == np.int8
 
 
+def test_bits_match_sentence_transformers_quantize_embeddings() -> None:
+    """The packing is sentence-transformers' own, compared with its function where installed."""
+    st = pytest.importorskip("sentence_transformers")
+    try:
+        from sentence_transformers.util.quantization import quantize_embeddings
+    except ImportError:  # sentence-transformers before 6: the older module
+        quantize_embeddings = st.quantization.quantize_embeddings
+    floats = np.random.default_rng(3).standard_normal((7, 389)).astype(np.float32)
+    floats[0, :40] = 0.0  # zero is not positive: its bit is 0
+    for precision in ("binary", "ubinary"):
+        theirs = quantize_embeddings(floats, precision=precision)
+        ours = quantize(floats, precision)
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), precision
+
+
 def test_int8_clips_outside_the_calibrated_range_instead_of_wrapping() -> None:
     ranges = np.array([[-1.0, -1.0], [1.0, 1.0]], dtype=np.float32)
     codes = quantize(np.array([[5.0, -5.0], [1.0, -1.0]]), "int8", ranges)

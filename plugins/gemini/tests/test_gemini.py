@@ -11,6 +11,7 @@ from embedify_gemini.testing import API_KEY, FakeGemini, google_error, quota_exh
 
 import embedify
 from embedify.errors import EmbeddingJobError
+from embedify.quantize import quantize
 from embedify.testing import ConformanceSuite, LoopbackServer
 
 MODEL = "gemini-embedding-001"
@@ -112,6 +113,15 @@ def test_dimensions_outside_the_range_fail_before_any_request(
     assert fake.log == []
 
 
+def test_precision_is_quantized_here(server: LoopbackServer, fake: FakeGemini) -> None:
+    """Gemini returns floats only: the engine packs their signs (the wire is unchanged)."""
+    floats = gemini(server, dimensions=768, cache=False).embed(["a", "b"])
+    model = gemini(server, dimensions=768, precision="binary", cache=False)
+    bits = model.embed(["a", "b"])
+    assert model.info.quantized_by == "embedify" and fake.log[-1]["body"] == fake.log[0]["body"]
+    assert bits.shape == (2, 96) and np.array_equal(bits, quantize(floats, "binary"))
+
+
 def test_more_than_100_inputs_are_split_and_kept_in_order(
     server: LoopbackServer, fake: FakeGemini
 ) -> None:
@@ -156,14 +166,16 @@ def test_rate_limits_are_retried(fake: FakeGemini) -> None:
     assert result.report.rate_limited > 0 and result.report.failed == 0
 
 
-def test_the_retry_delay_in_googles_body_is_waited_out(server: LoopbackServer) -> None:
-    model = gemini(server)
-    model.embed(["warm-up"])
-    before = len(server.requests)
-    server.fail_next(quota_exhausted("EmbedContentRequestsPerMinutePerProjectPerModel", "0.6s"))
-    result = model.embed_with_report(["after a 429"])
-    arrivals = [request.received for request in server.requests[before:]]
-    assert result.report.rate_limited == 1 and max(arrivals) - min(arrivals) >= 0.6
+def test_the_retry_delay_in_googles_body_reaches_the_engine(server: LoopbackServer) -> None:
+    """Google's wait is in ``RetryInfo``, not a header: a 300 s one is over ``max_retry_wait``,
+    so the engine stops at once quoting it (read as no wait, it would retry and succeed)."""
+    server.fail_next(quota_exhausted("EmbedContentRequestsPerMinutePerProjectPerModel", "300s"))
+    with pytest.raises(EmbeddingJobError) as caught:
+        gemini(server, max_retry_wait=60).embed(["after a 429"])
+    (failure,) = caught.value.failures.values()
+    assert isinstance(failure, embedify.RateLimitError) and failure.retry_after == 300
+    assert "asked to wait 300 s" in str(failure) and "RESOURCE_EXHAUSTED" in str(failure)
+    assert len(server.requests) == 1
 
 
 def test_a_spent_daily_quota_stops_the_job(fake: FakeGemini) -> None:

@@ -97,6 +97,8 @@ def test_gpu_devices_and_float16_run_on_torch() -> None:
         ({"backend": "onnx", "dtype": "bfloat16"}, "backend='openvino'"),
         ({"quantize": "int8", "dtype": "float32"}, "two precisions"),
         ({"quantize": "int8", "backend": "torch"}, "ONNX Runtime"),
+        ({"device": "cuda"}, r"device='cuda' runs on torch, which is not installed: pip install"),
+        ({"dtype": "float16"}, r"options runs on torch, which is not installed.*leave it out"),
     ],
 )
 def test_contradictions_fail_with_the_fix(options: dict[str, str], message: str) -> None:

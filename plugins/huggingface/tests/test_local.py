@@ -185,7 +185,7 @@ def test_without_torch_an_unknown_architecture_names_the_extra(
         check=True,
         env=env,
     ).stdout
-    assert "'t5'" in out and "pip install 'embedify-huggingface[torch]'" in out
+    assert "'t5'" in out and "pip install './plugins/huggingface[torch]'" in out
 
 
 def test_the_cache_is_keyed_by_content_not_path(

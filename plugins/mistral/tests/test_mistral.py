@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from embedify_mistral.model import NO_ROLES
-from embedify_mistral.testing import API_KEY, FakeMistral, vector_for
+from embedify_mistral.testing import API_KEY, FakeMistral, mistral_error, vector_for
 
 import embedify
 from embedify.quantize import quantize
@@ -134,23 +134,21 @@ def test_limits_split_by_inputs_and_tokens(server: LoopbackServer, fake: FakeMis
     assert np.allclose(vectors[299], vector_for("mistral-embed", "item 299"), atol=1e-6)
 
 
-def test_server_limits_are_split_when_the_client_allows_more(
-    server: LoopbackServer, fake: FakeMistral
-) -> None:
-    """With the limits undeclared, Mistral's 400 'Too many inputs' and 'Too many tokens'
-    answers split the batch (BatchTooLargeError) until it passes."""
-    model = mistral(server, max_concurrency=1, batch_size=200)
-    model.limits = embedify.Limits()
-    vectors = model.embed([f"word{i} " * 200 for i in range(200)])
-    assert vectors.shape == (200, 1024)
-    refused = [
-        (len(entry["body"]["input"]), sum(len(t.split()) for t in entry["body"]["input"]))
-        for entry in fake.log
-        if entry["status"] == 400
-    ]
-    assert (200, 40000) in refused  # too many inputs
-    assert any(inputs <= 128 and tokens > 16384 for inputs, tokens in refused)  # too many tokens
-    assert fake.statuses[-1] == 200
+@pytest.mark.parametrize(("limit", "value"), [("max_inputs", 30), ("max_tokens_per_request", 2000)])
+def test_a_request_the_server_finds_too_large_is_split(limit: str, value: int) -> None:
+    """A server whose limits are lower than declared: Mistral's 400 'Too many inputs' or 'Too
+    many tokens' (code 3210) is a BatchTooLargeError, so the batch is split until it passes."""
+    fake = FakeMistral(**{limit: value})
+    texts = [f"{i} " + "w " * 59 for i in range(100)]  # 6000 words, within the declared limits
+    with LoopbackServer(fake) as server:
+        result = mistral(server, max_concurrency=1, batch_size=100).embed_with_report(texts)
+    sent = [entry["body"]["input"] for entry in fake.log]
+    assert len(sent[0]) == 100 and fake.statuses[0] == 400  # one request as planned, refused
+    assert result.report.failed == 0 and result.report.splits >= 1
+    passed = [batch for batch, status in zip(sent, fake.statuses) if status == 200]
+    size = len if limit == "max_inputs" else lambda batch: sum(len(t.split()) for t in batch)
+    assert sum(map(len, passed)) == 100 and max(map(size, passed)) <= value
+    assert np.allclose(result.vectors[99], vector_for("mistral-embed", texts[99]), atol=1e-6)
 
 
 def test_an_over_long_input_is_cut_when_truncate_allows(
@@ -179,6 +177,21 @@ def test_unknown_model_and_bad_key_errors(server: LoopbackServer) -> None:
             error.failures.values() if isinstance(error, embedify.EmbeddingJobError) else [error]
         )
         assert all(isinstance(cause, expected) and words in str(cause) for cause in causes)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_the_job_naming_mistral_and_the_variable(
+    server: LoopbackServer, status: int
+) -> None:
+    """403: a model outside the account's tier (Mistral's error glossary)."""
+    server.fail_next(mistral_error(status, "Forbidden", "invalid_request_error"))
+    with pytest.raises((embedify.AuthenticationError, embedify.EmbeddingJobError)) as caught:
+        mistral(server).embed(["x", "y"])
+    error = caught.value
+    failures = error.failures.values() if isinstance(error, embedify.EmbeddingJobError) else [error]
+    assert all(isinstance(failure, embedify.AuthenticationError) for failure in failures)
+    assert all(str(failure).startswith(f"mistral {status}") for failure in failures)
+    assert "MISTRAL_API_KEY" in str(error) and len(server.requests) == 1  # not retried
 
 
 def test_rate_limits_are_retried(fake: FakeMistral) -> None:

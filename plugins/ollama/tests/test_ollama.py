@@ -10,7 +10,8 @@ import pytest
 from embedify_ollama.testing import FakeOllama, vector_for
 
 import embedify
-from embedify.testing import ConformanceSuite, LoopbackServer
+from embedify.quantize import quantize
+from embedify.testing import ConformanceSuite, LoopbackServer, Response
 
 NOMIC = "nomic-embed-text"
 MXBAI_QUERY = "Represent this sentence for searching relevant passages: "
@@ -85,7 +86,7 @@ def test_more_roles_and_prompts_override(server: LoopbackServer, fake: FakeOllam
     assert [e["body"]["input"] for e in fake.log[-2:]] == [["q: x"], ["code: y"]]
     assert custom.info.roles["document"] == "no prefix"
     tagged = ollama(server, f"{NOMIC}:v1.5")  # another tag of a known family: its prefixes
-    assert tagged.info.roles["query"] == "prefix 'search_query: '" and tagged.dimension is None
+    assert tagged.info.roles["query"] == "prefix 'search_query: '" and tagged.info.dimension is None
 
 
 def test_dimensions_are_sent_and_refused_before_any_request(
@@ -99,6 +100,15 @@ def test_dimensions_are_sent_and_refused_before_any_request(
     with pytest.raises(embedify.ConfigurationError, match="native 768"):
         ollama(server, dimensions=1024)
     assert len(fake.log) == 1
+
+
+def test_precision_is_quantized_here(server: LoopbackServer, fake: FakeOllama) -> None:
+    """Ollama returns floats only: the engine packs their signs (the wire is unchanged)."""
+    floats = ollama(server, cache=False).embed(["a", "b"])
+    model = ollama(server, precision="ubinary", cache=False)
+    bits = model.embed(["a", "b"])
+    assert model.info.quantized_by == "embedify" and fake.log[-1]["body"] == fake.log[0]["body"]
+    assert bits.shape == (2, 96) and np.array_equal(bits, quantize(floats, "ubinary"))
 
 
 def test_a_server_that_ignores_dimensions_is_named() -> None:
@@ -185,6 +195,21 @@ def test_a_key_is_sent_only_when_given(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fake.log[-1]["headers"]["authorization"] == "Bearer ollama-secret"
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_the_job_naming_ollama_and_the_variable(
+    server: LoopbackServer, status: int
+) -> None:
+    server.fail_next(Response(status, {"error": "unauthorized"}))
+    with pytest.raises((embedify.AuthenticationError, embedify.EmbeddingJobError)) as caught:
+        ollama(server, api_key="ollama-secret").embed(["x", "y"])
+    error = caught.value
+    failures = error.failures.values() if isinstance(error, embedify.EmbeddingJobError) else [error]
+    assert all(isinstance(failure, embedify.AuthenticationError) for failure in failures)
+    assert all(str(failure).startswith(f"ollama {status}") for failure in failures)
+    assert "OLLAMA_API_KEY" in str(error) and "ollama-secret" not in str(error)
+    assert len(server.requests) == 1  # not retried
+
+
 @pytest.mark.parametrize("suffix", ["", "/", "/api", "/api/", "/v1"])
 def test_base_url_with_or_without_api(
     server: LoopbackServer, fake: FakeOllama, suffix: str
@@ -197,7 +222,8 @@ def test_base_url_with_or_without_api(
 def test_ollama_host_is_read_as_ollama_reads_it(
     server: LoopbackServer, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert embedify.get_model("ollama").endpoint == "http://localhost:11434"
+    bare = embedify.get_model("ollama")
+    assert bare.model_id == NOMIC and bare.endpoint == "http://localhost:11434"
     port = server.url.rpartition(":")[2]
     monkeypatch.setenv("OLLAMA_HOST", f"0.0.0.0:{port}")  # no scheme, the bind-all address
     model = embedify.get_model("ollama")

@@ -13,7 +13,7 @@ from embedify_voyage.testing import API_KEY, FakeVoyage, quantized, tokens_of, v
 
 import embedify
 from embedify.quantize import DTYPES, quantize
-from embedify.testing import ConformanceSuite, LoopbackServer
+from embedify.testing import ConformanceSuite, LoopbackServer, Response
 
 
 @pytest.fixture(autouse=True)
@@ -217,6 +217,20 @@ def test_a_rejected_key_names_the_variable(server: LoopbackServer) -> None:
     with pytest.raises((embedify.AuthenticationError, embedify.EmbeddingJobError)) as caught:
         wrong.embed(["x"])
     assert "VOYAGE_API_KEY" in str(caught.value) and "pa-wrong-key" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_the_job_naming_voyage_and_the_variable(
+    server: LoopbackServer, status: int
+) -> None:
+    server.fail_next(Response(status, {"detail": "Provided API key is invalid."}))
+    with pytest.raises((embedify.AuthenticationError, embedify.EmbeddingJobError)) as caught:
+        voyage(server).embed(["x", "y"])
+    error = caught.value
+    failures = error.failures.values() if isinstance(error, embedify.EmbeddingJobError) else [error]
+    assert all(isinstance(failure, embedify.AuthenticationError) for failure in failures)
+    assert all(str(failure).startswith(f"voyage {status}") for failure in failures)
+    assert "VOYAGE_API_KEY" in str(error) and len(server.requests) == 1  # not retried
 
 
 def test_default_model_endpoint_and_missing_key() -> None:

@@ -21,6 +21,7 @@ Acme's wire, from its (fictional) API reference:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import embedify
@@ -43,18 +44,26 @@ class AcmeEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_base_url = "https://api.acme.example"
     version_paths = ("/v1",)  # ".../v1" and the bare host are the same server
     api_key_variables = ("ACME_API_KEY",)
-    role_mapping = {role: f"input_type={value}" for role, value in INPUT_TYPES.items()}
-    limits = embedify.Limits(
-        max_inputs_per_request=64, max_tokens_per_request=8192, max_tokens_per_input=512
+    capabilities = embedify.Capabilities(
+        dimensions_mode="native",
+        normalized=True,
+        limits=embedify.Limits(
+            max_inputs_per_request=64, max_tokens_per_request=8192, max_tokens_per_input=512
+        ),
+        roles={role: f"input_type={value}" for role, value in INPUT_TYPES.items()},
     )
-    normalized = True
 
-    def __init__(self, model_id: str | None = None, **options: Any) -> None:
-        super().__init__(model_id, **options)
+    def configure(self) -> embedify.Capabilities:
         # A model missing from the table (a newer one) learns its dimension from the first
         # answer, and Acme judges the dimensions it is sent.
-        self.dimension, self.allowed_dimensions = MODELS.get(self.model_id, (None, None))
-        self.supports_dimensions = self.dimension is None or self.allowed_dimensions is not None
+        dimension, allowed = MODELS.get(self.model_id, (None, None))
+        fixed = dimension is not None and allowed is None
+        return replace(
+            self.capabilities,
+            dimension=dimension,
+            allowed_dimensions=allowed,
+            dimensions_mode="fixed" if fixed else "native",
+        )
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Vectors:
         body: dict[str, Any] = {

@@ -41,6 +41,7 @@ import socket
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from os import environ
 from typing import Any
 
@@ -111,23 +112,30 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        known = KNOWN_MODELS.get(self.model_id, {})
-        self.schema = known.get("schema") or _schema(self.model_id)
-        if self.schema == "cohere":
-            self.role_mapping = {role: f"input_type={kind}" for role, kind in INPUT_TYPES.items()}
-            self.output_dtypes = PRECISIONS
-        self.dimension = known.get("dimension")
-        self.allowed_dimensions = known.get("dimensions")
-        self.supports_dimensions = self.allowed_dimensions is not None
-        self.normalized = bool(known) and self.options.normalize is not False
-        self.limits = embedify.Limits(
-            max_inputs_per_request=known.get("inputs", 1 if self.schema == "titan" else 96),
-            max_tokens_per_input=known.get("tokens", 512 if self.schema == "cohere" else 8192),
-        )
+        self.schema = KNOWN_MODELS.get(self.model_id, {}).get("schema") or _schema(self.model_id)
         threads = self.options.max_concurrency or THREADS
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="embedify-bedrock")
         weakref.finalize(self, self._executor.shutdown, wait=False)
         self._threads, self._lock, self._client_made = threads, threading.Lock(), None
+
+    def configure(self) -> embedify.Capabilities:
+        known = KNOWN_MODELS.get(self.model_id, {})
+        allowed = known.get("dimensions")
+        capabilities = replace(
+            self.capabilities,
+            dimension=known.get("dimension"),
+            allowed_dimensions=allowed,
+            dimensions_mode="fixed" if allowed is None else "native",
+            normalized=bool(known) and self.options.normalize is not False,
+            limits=embedify.Limits(
+                max_inputs_per_request=known.get("inputs", 1 if self.schema == "titan" else 96),
+                max_tokens_per_input=known.get("tokens", 512 if self.schema == "cohere" else 8192),
+            ),
+        )
+        if self.schema == "cohere":
+            roles = {role: f"input_type={kind}" for role, kind in INPUT_TYPES.items()}
+            capabilities = replace(capabilities, roles=roles, precisions=PRECISIONS)
+        return capabilities
 
     @property
     def endpoint(self) -> str | None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -81,22 +82,31 @@ class GeminiEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_base_url = "https://generativelanguage.googleapis.com/v1beta"
     version_paths = ("/v1beta",)
     api_key_variables = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
-    limits = embedify.Limits(max_inputs_per_request=100, max_tokens_per_input=2048)
+    capabilities = embedify.Capabilities(
+        dimensions_mode="native",  # every model since 2024; the server judges others
+        limits=embedify.Limits(max_inputs_per_request=100, max_tokens_per_input=2048),
+    )
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
         self.api_model = self.model_id.removeprefix("models/")  # "models/x" is accepted too
         self.known = KNOWN_MODELS.get(self.api_model, {})
-        self.dimension = self.known.get("dimension")
-        self.supports_dimensions = True  # every model since 2024; the server judges others
-        self.normalized = bool(self.known.get("normalized")) and self.options.dimensions is None
         self.task_types = {**TASK_TYPES, **(self.options.task_types or {})}
-        self.role_mapping = {role: f"taskType={task}" for role, task in self.task_types.items()}
+
+    def configure(self) -> embedify.Capabilities:
+        return replace(
+            self.capabilities,
+            dimension=self.known.get("dimension"),
+            # gemini-embedding-001's shorter outputs are not unit-length
+            normalized=bool(self.known.get("normalized")) and self.options.dimensions is None,
+            roles={role: f"taskType={task}" for role, task in self.task_types.items()},
+        )
 
     def dimensions_problem(self) -> str | None:
         requested, floor = self.options.dimensions, self.known.get("min_dimensions")
         if requested is not None and floor and requested < floor:
-            return f"{self!r} offers dimensions {floor}..{self.dimension}, not {requested}."
+            native = self.capabilities.dimension
+            return f"{self!r} offers dimensions {floor}..{native}, not {requested}."
         return super().dimensions_problem()
 
     def make_client(self) -> Any:

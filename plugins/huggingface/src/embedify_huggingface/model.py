@@ -15,6 +15,7 @@ import copy
 import importlib.util
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,9 +104,7 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
     default_model_id = "sentence-transformers/all-MiniLM-L6-v2"
     options_class = LocalOptions
     options: LocalOptions
-    default_max_concurrency = 1
-    truncates_natively = True
-    exact_token_count = True
+    capabilities = embedify.Capabilities(truncates=True, exact_tokens=True, max_concurrency=1)
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
@@ -116,19 +115,10 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         self.source = located.source
         self.folder: ModelFolder = read_folder(located.path)
         self.revision = self.folder.revision()
-        self.dimension = self.folder.dimension
-        self.normalized = self.folder.normalize
         self.tokenizer = TextTokenizer(
             self.folder, truncate_from_start=self.options.truncate == "start"
         )
-        self._use_prompts(self._role_prompts())
-        self.limits = embedify.Limits(
-            max_inputs_per_request=self.options.batch_size or 64,
-            max_tokens_per_request=max(
-                self.options.max_tokens_per_batch, self.folder.max_seq_length
-            ),
-            max_tokens_per_input=self.folder.max_seq_length,
-        )
+        self.prompts = self._role_prompts()
         #: The runtime and precision, and why (``embedify models --verbose`` shows it).
         self.runtime_choice = choice.choose(
             flags=choice.cpu_flags(),
@@ -141,9 +131,26 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
             trust_remote_code=self.options.trust_remote_code,
         )
         self.compute = self.runtime_choice.compute
-        self._check_runtime()
         self._loaded: dict[str, Any] = {}  # the runtime, shared with with_prompts() views
         self._lock = threading.Lock()
+
+    def configure(self) -> embedify.Capabilities:
+        """The folder's dimension, normalization and sequence length, and the role prompts;
+        the chosen runtime is checked here, so a model that cannot run fails when built."""
+        self._check_runtime()
+        return replace(
+            self.capabilities,
+            dimension=self.folder.dimension,
+            normalized=self.folder.normalize,
+            limits=embedify.Limits(
+                max_inputs_per_request=self.options.batch_size or 64,
+                max_tokens_per_request=max(
+                    self.options.max_tokens_per_batch, self.folder.max_seq_length
+                ),
+                max_tokens_per_input=self.folder.max_seq_length,
+            ),
+            roles=_described(self.prompts),
+        )
 
     def details(self) -> dict[str, str]:
         """For ``embedify models --verbose``: the folder the weights are read from, and the
@@ -175,13 +182,6 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         elif self.folder.onnx_file is None:
             cache_folder(self.folder)  # raises for an architecture that has no ONNX path here
 
-    def _use_prompts(self, prompts: dict[str, str]) -> None:
-        self.prompts = prompts
-        self.role_mapping = {
-            role: f"prompt {prompt!r}" if prompt else "no prompt"
-            for role, prompt in prompts.items()
-        }
-
     def with_prompts(self, prompts: dict[str, str]) -> LocalEmbeddingModel:
         """This model with other prompts for some roles, e.g. for one call:
         ``model.with_prompts({"query": "Represent the Biology question: "}).embed_query(q)``.
@@ -190,7 +190,8 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
         view.options = self.options.model_copy(
             update={"prompts": {**(self.options.prompts or {}), **prompts}}
         )
-        view._use_prompts({**self.prompts, **prompts})
+        view.prompts = {**self.prompts, **prompts}
+        view.capabilities = replace(self.capabilities, roles=_described(view.prompts))
         return view
 
     def _role_prompts(self) -> dict[str, str]:
@@ -253,3 +254,10 @@ class LocalEmbeddingModel(embedify.EmbeddingModel):
 
     def truncate_text(self, text: str, max_tokens: int, side: Literal["end", "start"]) -> str:
         return self.tokenizer.truncate(text, max_tokens, from_start=side == "start")
+
+
+def _described(prompts: dict[str, str]) -> dict[str, str]:
+    """How each role is sent, for ``info.roles`` (and so the fingerprint)."""
+    return {
+        role: f"prompt {prompt!r}" if prompt else "no prompt" for role, prompt in prompts.items()
+    }

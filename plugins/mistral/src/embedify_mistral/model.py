@@ -35,6 +35,7 @@ Not in the reference, so taken from reports of the live API (and kept conservati
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -71,33 +72,43 @@ class MistralEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_base_url = "https://api.mistral.ai"
     version_paths = ("/v1",)
     api_key_variables = ("MISTRAL_API_KEY",)
-    role_mapping = {"document": NO_ROLES, "query": NO_ROLES}
-    limits = embedify.Limits(
-        max_inputs_per_request=MAX_INPUTS_PER_REQUEST,
-        max_tokens_per_request=MAX_TOKENS_PER_REQUEST,
-        max_tokens_per_input=MAX_TOKENS_PER_INPUT,
+    # An unknown model: its dimension is learnt from the first answer, and the server judges
+    # output_dimension.
+    capabilities = embedify.Capabilities(
+        dimensions_mode="native",
+        roles={"document": NO_ROLES, "query": NO_ROLES},
+        limits=embedify.Limits(
+            max_inputs_per_request=MAX_INPUTS_PER_REQUEST,
+            max_tokens_per_request=MAX_TOKENS_PER_REQUEST,
+            max_tokens_per_input=MAX_TOKENS_PER_INPUT,
+        ),
     )
-    max_dimension: int | None = None  # the largest output_dimension; None: fixed or unknown
 
-    def __init__(self, model_id: str | None = None, **options: Any) -> None:
-        super().__init__(model_id, **options)
-        known = KNOWN_MODELS.get(ALIASES.get(self.model_id, self.model_id))
-        # An unknown model: its dimension is learnt from the first answer, and the server
-        # judges output_dimension.
-        self.dimension, self.max_dimension = known or (None, None)
-        self.supports_dimensions = known is None or self.max_dimension is not None
-        self.matryoshka = self.max_dimension is not None  # ordered by relevance
-        if self.max_dimension is not None:  # codestral-embed quantizes its own output
-            self.output_dtypes = ("float32", "int8", "uint8", "binary", "ubinary")
+    def configure(self) -> embedify.Capabilities:
+        known = _known(self.model_id)
+        if known is None:
+            return self.capabilities
+        dimension, largest = known
+        if largest is None:
+            return replace(self.capabilities, dimension=dimension, dimensions_mode="fixed")
+        # codestral-embed quantizes its own output
+        precisions = ("float32", "int8", "uint8", "binary", "ubinary")
+        return replace(self.capabilities, dimension=dimension, precisions=precisions)
+
+    @property
+    def max_dimension(self) -> int | None:
+        """The largest ``output_dimension``; None: fixed or unknown."""
+        known = _known(self.model_id)
+        return known[1] if known else None
 
     def dimensions_problem(self) -> str | None:
         """codestral-embed serves any ``output_dimension`` up to its maximum, past its
         default; mistral-embed's 1024 are fixed (refused by the base, before any request)."""
-        requested = self.options.dimensions
-        if requested is None or self.max_dimension is None:
+        requested, largest = self.options.dimensions, self.max_dimension
+        if requested is None or largest is None:
             return super().dimensions_problem()
-        if requested > self.max_dimension:
-            return f"{self!r} offers dimensions up to {self.max_dimension}, not {requested}."
+        if requested > largest:
+            return f"{self!r} offers dimensions up to {largest}, not {requested}."
         return None
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
@@ -121,7 +132,7 @@ class MistralEmbeddingModel(embedify.HTTPEmbeddingModel):
 
     @property
     def output_width(self) -> int | None:
-        dimension = self.options.dimensions or self.dimension
+        dimension = self.options.dimensions or self.capabilities.dimension
         if dimension is None or self.quantized_by != "provider":
             return dimension
         return width(dimension, self.options.precision)
@@ -143,6 +154,11 @@ class MistralEmbeddingModel(embedify.HTTPEmbeddingModel):
         ):
             return errors.ModelNotFoundError(text, status=status)
         return None
+
+
+def _known(model_id: str) -> tuple[int, int | None] | None:
+    """``model_id``'s row of :data:`KNOWN_MODELS` (aliases included); None: unknown."""
+    return KNOWN_MODELS.get(ALIASES.get(model_id, model_id))
 
 
 _TOO_LARGE = re.compile(r"Too many (inputs|tokens) (in request|in batch|overall)", re.IGNORECASE)

@@ -9,7 +9,9 @@ model with 400 ``invalid_model``, enforces 128 inputs and 16384 tokens per reque
 binary/ubinary: sign bits) only on codestral-embed (at most 3072; mistral-embed: 400). Answers are
 OpenAI-shaped ``data`` (floats or base64), shuffled so that clients must order by ``index``,
 with ``usage`` and the ``x-ratelimit-*-minute`` headers Mistral sends. ``rate_limit_every``
-makes every n-th request a 429 ``rate_limited`` (code 1300) with ``Retry-After``.
+makes every n-th request a 429 ``rate_limited`` (code 1300) with ``Retry-After``;
+``max_inputs`` and ``max_tokens_per_request`` lower the server's limits, so tests can make it
+refuse what the client's plan lets through.
 
 Tokens are counted by a simple rule (one per whitespace-separated word), which the client's
 estimate does not always bound: that is what exercises its handling of the server's limits.
@@ -61,6 +63,8 @@ def _invalid(field: str, message: str, kind: str) -> Response:
 @dataclass
 class FakeMistral(FakeService):
     rate_limit_every: int = 0
+    max_inputs: int = MAX_INPUTS
+    max_tokens_per_request: int = MAX_TOKENS_PER_REQUEST
 
     def answer(self, request: Request, count: int, roll: float) -> Response:
         if request.method != "POST" or request.path != "/v1/embeddings":
@@ -81,7 +85,7 @@ class FakeMistral(FakeService):
         model, inputs = body["model"], body["input"]
         if model not in MODELS:
             return mistral_error(400, f"Invalid model: {model}", "invalid_model", "1500")
-        if len(inputs) > MAX_INPUTS:
+        if len(inputs) > self.max_inputs:
             return mistral_error(
                 400,
                 "Too many inputs in request, split into more batches.",
@@ -97,7 +101,7 @@ class FakeMistral(FakeService):
                     f"{MAX_TOKENS_PER_INPUT} tokens.",
                     "invalid_request_prompt",
                 )
-        if sum(counts) > MAX_TOKENS_PER_REQUEST:
+        if sum(counts) > self.max_tokens_per_request:
             return mistral_error(
                 400,
                 "Too many tokens overall, split into more batches.",

@@ -21,7 +21,7 @@ inputs" error; a proxy's 413 still splits. Roles are the models' documented pref
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,8 +86,10 @@ class OllamaEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_model_id = "nomic-embed-text"
     options_class = OllamaOptions
     options: OllamaOptions
-    default_max_concurrency = 2  # a local server, often on a CPU: more requests only queue
-    normalized = True  # the server normalises every vector
+    capabilities = embedify.Capabilities(
+        normalized=True,  # the server normalises every vector
+        max_concurrency=2,  # a local server, often on a CPU: more requests only queue
+    )
     default_base_url = f"http://localhost:{DEFAULT_PORT}"
     version_paths = ("/api", "/v1")  # the native routes' prefix, and the OpenAI-compatible one
     api_key_variables = ("OLLAMA_API_KEY",)
@@ -95,30 +97,35 @@ class OllamaEmbeddingModel(embedify.HTTPEmbeddingModel):
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
+        family = KNOWN_MODELS.get(self.model_id.partition(":")[0])  # another tag: same prompts
+        self.prompts = {**(family.prompts if family else {}), **(self.options.prompts or {})}
+
+    def configure(self) -> embedify.Capabilities:
         if self.options.normalize is False:
             raise errors.ConfigurationError(
                 "ollama returns unit-length vectors only; drop normalize=False."
             )
-        name = self.model_id.removesuffix(":latest")
-        known = KNOWN_MODELS.get(name)
-        family = KNOWN_MODELS.get(name.partition(":")[0])  # another tag: same prompts
-        self.prompts = {**(family.prompts if family else {}), **(self.options.prompts or {})}
-        self.role_mapping = {
-            role: f"prefix {self.prompts[role]!r}" if self.prompts.get(role) else "no prefix"
-            for role in ("document", "query", *self.prompts)
-        }
-        self.dimension = known.dimension if known else None
-        self.supports_dimensions = known.matryoshka if known else True  # unknown: the user's call
+        known = KNOWN_MODELS.get(self.model_id.removesuffix(":latest"))
         context = known.context if known else None
         num_ctx = (self.options.model_options or {}).get("num_ctx")
         if isinstance(num_ctx, int) and num_ctx > 0:  # the server takes the smaller
             context = min(context or num_ctx, num_ctx)
         prefix_tokens = max(self.count_tokens(list(self.prompts.values())), default=0)
-        self.limits = embedify.Limits(
-            max_inputs_per_request=MAX_INPUTS_PER_REQUEST,
-            max_tokens_per_input=max(1, context - prefix_tokens) if context else None,
+        return replace(
+            self.capabilities,
+            dimension=known.dimension if known else None,
+            # Sent to the server; an unknown model: the user's call.
+            dimensions_mode="native" if known is None or known.matryoshka else "fixed",
+            limits=embedify.Limits(
+                max_inputs_per_request=MAX_INPUTS_PER_REQUEST,
+                max_tokens_per_input=max(1, context - prefix_tokens) if context else None,
+            ),
+            roles={
+                role: f"prefix {self.prompts[role]!r}" if self.prompts.get(role) else "no prefix"
+                for role in ("document", "query", *self.prompts)
+            },
+            truncates=self.options.truncate == "end",  # start: cut here
         )
-        self.truncates_natively = self.options.truncate == "end"  # start: cut here
 
     def configured_base_url(self) -> str | None:
         """The option, else ``OLLAMA_HOST`` as Ollama reads it, else ``localhost:11434``."""
