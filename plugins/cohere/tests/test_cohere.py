@@ -53,6 +53,20 @@ class TestCohereConformance(ConformanceSuite):
         ]
 
 
+def test_an_unknown_model_claims_nothing_the_table_does_not_say() -> None:
+    known = embedify.get_model("cohere:embed-v4.0", api_key=API_KEY).info
+    unknown = embedify.get_model("cohere:embed-nothing", api_key=API_KEY).info
+    assert (known.dimension, known.dimensions_mode, known.normalized) == (1536, "native", True)
+    assert known.limits.max_tokens_per_input == 128_000
+    assert (unknown.dimension, unknown.dimensions_mode, unknown.normalized) == (
+        None,
+        "fixed",
+        False,
+    )
+    assert unknown.limits.max_tokens_per_input is None
+    assert unknown.limits.max_inputs_per_request == known.limits.max_inputs_per_request == 96
+
+
 def test_roles_reach_the_wire_as_input_type(server: LoopbackServer, fake: FakeCohere) -> None:
     model = cohere(server)
     for role in ("document", "query", "classification", "clustering"):

@@ -117,6 +117,16 @@ def test_model_without_tasks_sends_none(server: LoopbackServer, fake: FakeJina) 
     assert "task" not in fake.log[-1]["body"]
 
 
+def test_start_is_cut_here_before_sending(server: LoopbackServer, fake: FakeJina) -> None:
+    # Jina cuts only at the end, so with truncate="start" the engine cuts before the request.
+    long = " ".join(f"w{i}" for i in range(9000))  # over 8192 tokens by either count
+    result = jina(server, truncate="start").embed_with_report([long])
+    sent = fake.log[-1]["body"]
+    assert [entry["status"] for entry in fake.log] == [200] and sent["truncate"] is False
+    assert long.endswith(sent["input"][0]) and len(sent["input"][0]) < len(long)
+    assert result.report.items[0].truncated
+
+
 def test_rate_limits_are_retried(fake: FakeJina) -> None:
     fake.rate_limit_every = 2
     with LoopbackServer(fake) as server:

@@ -68,6 +68,19 @@ def test_limits_come_from_info_and_keep_requests_valid() -> None:
     assert np.allclose(result.vectors, np.stack([vector_for(t) for t in texts]), atol=1e-6)
 
 
+def test_concurrency_fits_the_server_s_permits() -> None:
+    # Each input of a request takes one of TEI's permits: 16 permits, 8 inputs a request -> 2.
+    fake = FakeTEI(max_client_batch_size=8, max_concurrent_requests=16)
+    with LoopbackServer(fake) as server:
+        model = embedify.get_model(f"tei:{server.url}")
+        chosen = embedify.get_model(f"tei:{server.url}", max_concurrency=5)
+        assert model.info.max_concurrency == 8  # before /info is read
+        model.embed(["x"])
+        chosen.embed(["x"])
+    assert model.info.max_concurrency == 2
+    assert chosen.info.max_concurrency == 5  # an explicit option wins
+
+
 @pytest.mark.parametrize("version", ["1.8.3", "1.9.3"])
 def test_a_stricter_server_is_split_on_413_or_422(version: str) -> None:
     fake = FakeTEI(max_client_batch_size=32, version=version)

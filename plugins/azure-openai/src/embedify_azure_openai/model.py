@@ -47,12 +47,11 @@ class AzureOpenAIEmbeddingModel(OpenAIEmbeddingModel):
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        known = KNOWN_MODELS.get(self.options.model or "")
-        if known is not None:
-            self.dimension = known["dimension"]
-            self.supports_dimensions = known["dimensions"]
-            self.normalized = True
         self._last_token = ""
+
+    def known_model(self) -> dict[str, Any] | None:
+        """The row of the model the deployment serves (``model=``), else of its name."""
+        return KNOWN_MODELS.get(self.options.model or "") or super().known_model()
 
     @property
     def endpoint(self) -> str | None:

@@ -8,6 +8,7 @@ becomes ``embedding_types`` (Cohere returns int8/uint8 codes and packed bits its
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -58,9 +59,12 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_model_id = "embed-english-v3.0"
     options_class = CohereOptions
     options: CohereOptions
-    role_mapping = {role: f"input_type={value}" for role, value in INPUT_TYPES.items()}
-    default_max_concurrency = 8
-    truncates_natively = True  # the server cuts per `truncate` (END/START) and says nothing
+    capabilities = embedify.Capabilities(
+        limits=embedify.Limits(max_inputs_per_request=96),
+        roles={role: f"input_type={value}" for role, value in INPUT_TYPES.items()},
+        precisions=PRECISIONS,
+        truncates=True,  # the server cuts per `truncate` (END/START) and says nothing
+    )
     default_base_url = "https://api.cohere.com"
     base_url_variables = ("CO_API_URL",)  # the SDK reads it at import time; we read it now
     version_paths = ("/v1", "/v2")
@@ -71,16 +75,20 @@ class CohereEmbeddingModel(embedify.HTTPEmbeddingModel):
         499: errors.TransientError,  # request cancelled
     }
 
-    def __init__(self, model_id: str | None = None, **options: Any) -> None:
-        super().__init__(model_id, **options)
+    def configure(self) -> embedify.Capabilities:
+        """A known model's dimension, ``output_dimension`` values and context length; another
+        model's are learned or the server's."""
         known = KNOWN_MODELS.get(self.model_id, {})
-        self.allowed_dimensions = known.get("dimensions")
-        self.supports_dimensions = self.allowed_dimensions is not None
-        self.output_dtypes = PRECISIONS
-        self.dimension = known.get("dimension")
-        self.normalized = bool(known)
-        self.limits = embedify.Limits(
-            max_inputs_per_request=96, max_tokens_per_input=known.get("tokens")
+        allowed = known.get("dimensions")
+        return replace(
+            self.capabilities,
+            dimension=known.get("dimension"),
+            allowed_dimensions=allowed,
+            dimensions_mode="native" if allowed is not None else "fixed",
+            normalized=bool(known),
+            limits=self.capabilities.limits.model_copy(
+                update={"max_tokens_per_input": known.get("tokens")}
+            ),
         )
 
     def make_client(self) -> Any:

@@ -10,6 +10,7 @@ uint8, which Jina does not offer, are quantized by the engine.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -85,7 +86,10 @@ class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_model_id = "jina-embeddings-v3"
     options_class = JinaOptions
     options: JinaOptions
-    default_max_concurrency = 5  # the free tier's concurrency
+    capabilities = embedify.Capabilities(
+        precisions=("float32", "binary", "ubinary"),
+        max_concurrency=5,  # the free tier's concurrency
+    )
     default_base_url = "https://api.jina.ai"
     version_paths = ("/v1",)
     api_key_variables = ("JINA_API_KEY",)
@@ -93,21 +97,28 @@ class JinaEmbeddingModel(embedify.HTTPEmbeddingModel):
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
         known = KNOWN_MODELS.get(self.model_id, {"tasks": {}})
-        self.dimension = known.get("dimension")
-        self.supports_dimensions = bool(known.get("matryoshka"))
-        self.normalized = bool(self.options.normalize)
         self.tasks = {**known["tasks"], **(self.options.tasks or {})}
-        self.role_mapping = {
-            role: f"task={self.tasks[role]}" if role in self.tasks else "no task"
-            for role in ("document", "query", *self.tasks)
-        }
-        self.limits = embedify.Limits(
-            max_inputs_per_request=known.get("items", 2048),
-            max_tokens_per_input=known.get("tokens"),
+
+    def configure(self) -> embedify.Capabilities:
+        """A known model's dimension, Matryoshka support and limits; the roles its tasks (and
+        the ``tasks`` option) give."""
+        known = KNOWN_MODELS.get(self.model_id, {})
+        return replace(
+            self.capabilities,
+            dimension=known.get("dimension"),
+            dimensions_mode="native" if known.get("matryoshka") else "fixed",
+            normalized=bool(self.options.normalize),
+            limits=embedify.Limits(
+                max_inputs_per_request=known.get("items", 2048),
+                max_tokens_per_input=known.get("tokens"),
+            ),
+            roles={
+                role: f"task={self.tasks[role]}" if role in self.tasks else "no task"
+                for role in ("document", "query", *self.tasks)
+            },
+            # Jina cuts at the end when asked; cutting at the start is done here.
+            truncates=self.options.truncate == "end",
         )
-        self.output_dtypes = ("float32", "binary", "ubinary")
-        # Jina cuts at the end when asked; cutting at the start is done here.
-        self.truncates_natively = self.options.truncate == "end"
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         body: dict[str, Any] = {

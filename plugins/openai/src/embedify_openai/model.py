@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -60,37 +61,58 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_model_id: ClassVar[str | None] = "text-embedding-3-small"
     options_class = OpenAIOptions
     options: OpenAIOptions
-    role_mapping = {
-        "document": "same input (no role parameter)",
-        "query": "same input (no role parameter)",
-    }
-    default_max_concurrency = 16
-    normalized = True
+    capabilities = embedify.Capabilities(
+        normalized=True,
+        limits=OPENAI_LIMITS,
+        roles={
+            "document": "same input (no role parameter)",
+            "query": "same input (no role parameter)",
+        },
+        max_concurrency=16,
+    )
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     base_url_variables = ("OPENAI_BASE_URL",)
     api_key_variables = ("OPENAI_API_KEY",)
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id, **options)
-        known = KNOWN_MODELS.get(self.model_id)
-        if known is not None:
-            self.dimension = known["dimension"]
-            self.supports_dimensions = known["dimensions"]
-        else:  # another model or a compatible server: learn the dimension, trust `dimensions`
-            self.supports_dimensions = self.options.dimensions is not None
-            self.normalized = False
-        self.limits = embedify.Limits(
-            max_inputs_per_request=self.options.max_inputs_per_request
-            or OPENAI_LIMITS.max_inputs_per_request,
-            max_tokens_per_request=self.options.max_tokens_per_request
-            or OPENAI_LIMITS.max_tokens_per_request,
-            max_tokens_per_input=self.options.max_tokens_per_input
-            or OPENAI_LIMITS.max_tokens_per_input,
-        )
         self._encoding = _tiktoken_encoding(self.options.tokenizer)
-        self.exact_token_count = self._encoding is not None
 
     # -- configuration -----------------------------------------------------------------------
+
+    def known_model(self) -> dict[str, Any] | None:
+        """This model's row of ``KNOWN_MODELS`` (None: a model the table does not know)."""
+        return KNOWN_MODELS.get(self.model_id)
+
+    def configure(self) -> embedify.Capabilities:
+        """A known model's dimension and ``dimensions`` support (another model's ``dimensions``
+        is sent as asked); the limit options (for compatible servers) over OpenAI's; exact token
+        counts when tiktoken is loaded."""
+        limits = self.capabilities.limits
+        capabilities = replace(
+            self.capabilities,
+            limits=embedify.Limits(
+                max_inputs_per_request=self.options.max_inputs_per_request
+                or limits.max_inputs_per_request,
+                max_tokens_per_request=self.options.max_tokens_per_request
+                or limits.max_tokens_per_request,
+                max_tokens_per_input=self.options.max_tokens_per_input
+                or limits.max_tokens_per_input,
+            ),
+            exact_tokens=self._encoding is not None,
+        )
+        known = self.known_model()
+        if known is None:  # another model or a compatible server: learn the dimension
+            return replace(
+                capabilities,
+                dimensions_mode="native" if self.options.dimensions is not None else "fixed",
+                normalized=False,
+            )
+        return replace(
+            capabilities,
+            dimension=known["dimension"],
+            dimensions_mode="native" if known["dimensions"] else "fixed",
+        )
 
     def normalize_base_url(self, url: str) -> str:
         """OpenAI's SDK takes the URL with its version path: a bare host gets ``/v1``; a URL with
@@ -148,7 +170,7 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
             "model": self.model_id,
             "encoding_format": "base64",
         }
-        if self.options.dimensions is not None and self.supports_dimensions:
+        if self.options.dimensions is not None and self.capabilities.dimensions_mode == "native":
             payload["dimensions"] = self.options.dimensions
         headers = await self.request_headers()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field
@@ -35,22 +36,29 @@ class TEIEmbeddingModel(embedify.HTTPEmbeddingModel):
     provider = "tei"
     options_class = TEIOptions
     options: TEIOptions
-    supports_dimensions = True  # TEI >= 1.8 cuts Matryoshka models server-side
-    default_max_concurrency = 8
-    truncates_natively = True
+    capabilities = embedify.Capabilities(
+        dimensions_mode="native",  # TEI >= 1.8 cuts Matryoshka models server-side
+        truncates=True,
+    )
     api_key_required = False  # a bearer key only when the server was started with --api-key
     version_paths = ("/v1",)  # the OpenAI-compatible route's prefix, pasted by habit
 
     def __init__(self, model_id: str | None = None, **options: Any) -> None:
         super().__init__(model_id or os.environ.get("TEI_URL") or DEFAULT_URL, **options)
         self.url = self.base_url or DEFAULT_URL
-        self.normalized = self.options.normalize is not False
-        prompts = self.options.prompt_names or {}
-        self.role_mapping = {
-            role: f"prompt_name={prompts[role]}" if role in prompts else "no prompt"
-            for role in ("document", "query", *prompts)
-        }
         self.server_info: dict[str, Any] | None = None
+
+    def configure(self) -> embedify.Capabilities:
+        """Normalized unless ``normalize=False``; the roles the ``prompt_names`` option gives."""
+        prompts = self.options.prompt_names or {}
+        return replace(
+            self.capabilities,
+            normalized=self.options.normalize is not False,
+            roles={
+                role: f"prompt_name={prompts[role]}" if role in prompts else "no prompt"
+                for role in ("document", "query", *prompts)
+            },
+        )
 
     def configured_base_url(self) -> str | None:
         return self.options.base_url or self.model_id
@@ -64,15 +72,19 @@ class TEIEmbeddingModel(embedify.HTTPEmbeddingModel):
             )
         limit = self._limit_reader(info)
         batch = limit("max_client_batch_size") or 32
-        self.limits = embedify.Limits(
+        limits = embedify.Limits(
             max_inputs_per_request=batch,
             max_tokens_per_request=limit("max_batch_tokens"),
             max_tokens_per_input=limit("max_input_length"),
         )
         permits = limit("max_concurrent_requests") or 512
+        self.capabilities = replace(
+            self.capabilities,
+            limits=limits,
+            max_concurrency=max(1, min(self.capabilities.max_concurrency, permits // batch)),
+        )
         self.server_info = info
         self.revision = f"{info.get('model_id')}@{info.get('model_sha') or 'unknown'}"
-        self.default_max_concurrency = max(1, min(self.default_max_concurrency, permits // batch))
 
     def _limit_reader(self, info: dict[str, Any]) -> Callable[[str], int | None]:
         """Reads one limit of ``/info``: a positive whole number or absent. Anything else (a
@@ -95,7 +107,7 @@ class TEIEmbeddingModel(embedify.HTTPEmbeddingModel):
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         body: dict[str, Any] = {
             "inputs": texts,
-            "normalize": self.normalized,
+            "normalize": self.capabilities.normalized,
             "truncate": self.options.truncate != "error",
             "truncation_direction": "Left" if self.options.truncate == "start" else "Right",
         }

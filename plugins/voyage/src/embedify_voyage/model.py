@@ -26,6 +26,7 @@ floats are quantized by the engine. Quantized answers are asked for as JSON list
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -79,34 +80,43 @@ class VoyageEmbeddingModel(embedify.HTTPEmbeddingModel):
     default_base_url = "https://api.voyageai.com"
     version_paths = ("/v1",)
     api_key_variables = ("VOYAGE_API_KEY",)
-    role_mapping = {
-        "document": "input_type=document",
-        "query": "input_type=query",
-        "classification": "no input_type",
-        "clustering": "no input_type",
-    }
+    capabilities = embedify.Capabilities(
+        limits=embedify.Limits(
+            max_inputs_per_request=MAX_INPUTS,
+            max_tokens_per_request=UNKNOWN_MODEL_TOKENS_PER_REQUEST,
+        ),
+        roles={
+            "document": "input_type=document",
+            "query": "input_type=query",
+            "classification": "no input_type",
+            "clustering": "no input_type",
+        },
+    )
 
-    def __init__(self, model_id: str | None = None, **options: Any) -> None:
-        super().__init__(model_id, **options)
+    def configure(self) -> embedify.Capabilities:
+        """A known model's dimensions, limits and output precisions; another model keeps the
+        class's limits (the smallest documented) and learns its dimension."""
         known = KNOWN_MODELS.get(self.model_id)
         if known is None:
-            self.limits = embedify.Limits(
+            return self.capabilities
+        dimension, allowed, context, per_request = known
+        return replace(
+            self.capabilities,
+            dimension=dimension,
+            allowed_dimensions=allowed,
+            dimensions_mode="native" if allowed is not None else "fixed",
+            normalized=True,
+            limits=embedify.Limits(
                 max_inputs_per_request=MAX_INPUTS,
-                max_tokens_per_request=UNKNOWN_MODEL_TOKENS_PER_REQUEST,
-            )
-            return
-        if self.model_id in QUANTIZED_MODELS:
-            self.output_dtypes = ("float32", *OUTPUT_DTYPES)
-        self.dimension, self.allowed_dimensions, context, per_request = known
-        self.supports_dimensions = self.allowed_dimensions is not None
-        self.normalized = True
-        self.limits = embedify.Limits(
-            max_inputs_per_request=MAX_INPUTS,
-            max_tokens_per_request=per_request,
-            max_tokens_per_input=context,
+                max_tokens_per_request=per_request,
+                max_tokens_per_input=context,
+            ),
+            precisions=("float32", *OUTPUT_DTYPES)
+            if self.model_id in QUANTIZED_MODELS
+            else self.capabilities.precisions,
+            # Voyage cuts over-long inputs at the end when asked; at the start, the engine cuts.
+            truncates=self.options.truncate == "end",
         )
-        # Voyage cuts over-long inputs at the end when asked; at the start, the engine cuts.
-        self.truncates_natively = self.options.truncate == "end"
 
     async def aembed_batch(self, texts: list[str], role: embedify.Role) -> Any:
         body: dict[str, Any] = {
