@@ -145,9 +145,33 @@ def test_cohere_precision_maps_to_embedding_types(
     assert codes.shape == (2, 128 if precision.endswith("binary") else 1024)
 
 
-def test_titan_is_quantized_here(server: LoopbackServer, fake: FakeBedrock) -> None:
-    bits = bedrock(server, precision="binary").embed(["x"])
-    assert np.array_equal(bits, quantize(bedrock(server).embed(["x"]), "binary"))
+@pytest.mark.parametrize("precision", ["binary", "ubinary"])
+def test_titan_binary_comes_from_titan_packed_as_sentence_transformers_packs(
+    server: LoopbackServer, fake: FakeBedrock, precision: str
+) -> None:
+    model = bedrock(server, precision=precision, dimensions=256)
+    assert model.info.quantized_by == "provider"
+    bits = model.embed(["x", "y"])
+    assert all(entry["body"]["embeddingTypes"] == ["binary"] for entry in fake.log)
+    floats = bedrock(server, dimensions=256).embed(["x", "y"])
+    assert np.array_equal(bits, quantize(floats, precision))  # type: ignore[arg-type]
+    assert bits.shape == (2, 32)
+
+
+def test_titan_int8_is_quantized_here(server: LoopbackServer, fake: FakeBedrock) -> None:
+    codes = bedrock(server, precision="int8").embed(["x"])
+    assert "embeddingTypes" not in fake.log[-1]["body"]
+    assert bedrock(server, precision="int8").info.quantized_by == "embedify"
+    assert codes.dtype == np.int8 and codes.shape == (1, 1024)
+
+
+def test_titan_binary_values_other_than_bits_are_refused(
+    server: LoopbackServer, fake: FakeBedrock
+) -> None:
+    answer = {"embedding": [0.5] * 1024, "embeddingsByType": {"binary": [2] * 1024}}
+    server.fail_next(Response(200, answer))
+    with pytest.raises(embedify.EmbeddingJobError, match="other than 0 and 1"):
+        bedrock(server, precision="ubinary", max_retries=0).embed(["x"])
 
 
 def test_titan_has_no_roles_and_one_text_per_request(

@@ -15,8 +15,11 @@ Facts used (sources):
   (botocore's bedrock-runtime service model;
   https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_InvokeModel.html). No
   rate-limit or Retry-After header is documented.
-- Titan Text Embeddings V2: ``{"inputText", "dimensions": 1024|512|256, "normalize"}``
-  (normalize defaults to true) -> ``{"embedding", "inputTextTokenCount"}``, one text per call,
+- Titan Text Embeddings V2: ``{"inputText", "dimensions": 1024|512|256, "normalize",
+  "embeddingTypes": ["float", "binary"]}`` (normalize defaults to true) -> ``{"embedding",
+  "inputTextTokenCount", "embeddingsByType": {"binary": [int, ...], "float": [...]}}``; the
+  binary list holds one 0/1 per dimension (AWS's binary-embeddings launch post), packed here
+  into ``binary``/``ubinary`` codes as sentence-transformers packs them; one text per call,
   8,192 tokens (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html,
   https://docs.aws.amazon.com/bedrock/latest/userguide/titan-embedding-models.html). An
   over-long text: "400 Bad Request: Too many input tokens. Max input tokens: 8192, request
@@ -45,12 +48,13 @@ from dataclasses import replace
 from os import environ
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 import embedify
 from embedify import errors
-from embedify.protocol import public_url
-from embedify.quantize import PRECISIONS
+from embedify.protocol import Vectors, public_url
+from embedify.quantize import PACKED, PRECISIONS
 from embedify.responses import vector_matrix
 
 INPUT_TYPES = {
@@ -135,6 +139,8 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
         if self.schema == "cohere":
             roles = {role: f"input_type={kind}" for role, kind in INPUT_TYPES.items()}
             capabilities = replace(capabilities, roles=roles, precisions=PRECISIONS)
+        elif known:
+            capabilities = replace(capabilities, precisions=("float32", *PACKED))
         return capabilities
 
     @property
@@ -187,6 +193,8 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
                 body["dimensions"] = self.options.dimensions
             if self.options.normalize is not None:
                 body["normalize"] = self.options.normalize
+            if self.quantized_by == "provider":
+                body["embeddingTypes"] = ["binary"]
         else:
             kind = "float" if self.options.precision == "float32" else self.options.precision
             body = {
@@ -202,12 +210,25 @@ class BedrockEmbeddingModel(embedify.EmbeddingModel):
             raise self.client_error(error) from None
         except BotoCoreError as error:
             raise self.transport_error(error) from None
+        if self.schema == "titan" and "embeddingTypes" in body:
+            return self._packed(answer, self.options.precision)
         if self.schema == "titan":
             rows = [answer.get("embedding")] if isinstance(answer, dict) else answer
         else:
             rows = answer.get("embeddings") if isinstance(answer, dict) else answer
             rows = rows.get(kind) if isinstance(rows, dict) else rows
         return vector_matrix(rows, len(texts), source=repr(self))
+
+    def _packed(self, answer: Any, precision: str) -> Vectors:
+        """Titan's binary answer (one 0/1 per dimension) as packed ``precision`` codes."""
+        by_type = answer.get("embeddingsByType") if isinstance(answer, dict) else None
+        rows = by_type.get("binary") if isinstance(by_type, dict) else None
+        width = self.options.dimensions or self.capabilities.dimension
+        bits = vector_matrix([rows], 1, source=repr(self), width=width)
+        if not np.isin(bits, (0.0, 1.0)).all():
+            raise errors.BadResponseError(f"{self!r} returned binary values other than 0 and 1")
+        packed = np.packbits(bits.astype(np.uint8), axis=1).astype(np.float32)
+        return packed - 128 if precision == "binary" else packed
 
     def _invoke(self, body: dict[str, Any]) -> Any:
         response = self.client().invoke_model(

@@ -118,13 +118,19 @@ class FakeBedrock(FakeService):
                 "400 Bad Request: Too many input tokens. Max input tokens: 8192, "
                 f"request input token count: {tokens}",
             )
-        vector = vector_for(TITAN, text, None, dimension, body.get("normalize", True)).tolist()
+        vector = vector_for(TITAN, text, None, dimension, body.get("normalize", True))
+        kinds = body.get("embeddingTypes", ["float"])
+        if not isinstance(kinds, list) or not set(kinds) <= {"float", "binary"}:
+            return malformed("#/embeddingTypes: expected a list of 'float', 'binary'")
+        by_type: dict[str, Any] = {"float": vector.tolist()} if "float" in kinds else {}
+        if "binary" in kinds:  # one 0/1 per dimension, unpacked
+            by_type["binary"] = (vector > 0).astype(int).tolist()
         return Response(
             200,
             {
-                "embedding": vector,
+                "embedding": vector.tolist(),
                 "inputTextTokenCount": tokens,
-                "embeddingsByType": {"float": vector},
+                "embeddingsByType": by_type,
             },
         )
 
