@@ -132,4 +132,3 @@ def test_old_attributes_still_work_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match="Old sets 'limits'"):
         cut = Old("m", dimensions=4)
     assert cut.embed(["a"]).shape == (1, 4)  # sent natively: the provider returns 4
-

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from embedify.config import cache_dir
 from embedify.errors import ConfigurationError
 from embedify_huggingface import graph
+from embedify_huggingface.choice import QUANTIZE_HINT
 from embedify_huggingface.folder import ModelFolder, read_folder
 
 #: Architectures whose torch exports ONNX Runtime's transformer optimizer knows how to fuse.
