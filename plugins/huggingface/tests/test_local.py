@@ -110,6 +110,15 @@ def test_tiny_architectures_equal_sentence_transformers(
     assert np.abs(ours - theirs).max() < 2e-5 * np.abs(theirs).max()
 
 
+def test_info_says_normalized_only_where_the_folder_has_a_normalize_module(
+    tiny_folders: dict[str, Path],
+) -> None:
+    with_module = embedify.get_model(f"local:{tiny_folders['mpnet-mean']}")
+    without = embedify.get_model(f"local:{tiny_folders['bert-max']}")
+    assert with_module.info.normalized and not without.info.normalized
+    assert not np.allclose(np.linalg.norm(without.embed(TINY_TEXTS), axis=1), 1.0)
+
+
 @pytest.mark.parametrize("name", BUILT)
 def test_built_graph_equals_the_torch_export(
     tiny_folders: dict[str, Path], name: str, tmp_path: Path
