@@ -5,6 +5,7 @@
   that plugin, the core and what its tests need;
 - `nox -t integrations`: every framework integration, server and Ray, each in its own
   virtualenv with its docs page (CI runs these after the main suite);
+- `nox -t providers`: the providers CI also runs alone (`ALONE_IN_CI`);
 - `nox -s docs-install`: every `pip install` the README and the docs pages tell users to run,
   each page's in a fresh virtualenv (tagged `integrations` too);
 - `lint`, `typing`, `docs`, and `instructor-reference` (the original INSTRUCTOR's pinned stack).
@@ -120,11 +121,19 @@ def _plugin_session(plugin: str) -> Callable[[nox.Session], None]:
     return run
 
 
+# Providers whose sessions CI runs too: each alone proves its distribution declares every
+# dependency it needs (the main suite runs all plugins' tests in one shared virtualenv).
+ALONE_IN_CI = {"voyage", "mistral", "gemini", "ollama", "bedrock"}
+
+
+def _tags(plugin: str) -> list[str]:
+    if plugin in INTEGRATION_DOCS:
+        return ["integrations"]
+    return ["plugins", "providers"] if plugin in ALONE_IN_CI else ["plugins"]
+
+
 for _name in PLUGINS:
-    nox.session(
-        name=f"plugin-{_name}",
-        tags=["integrations"] if _name in INTEGRATION_DOCS else ["plugins"],
-    )(discard_venv(_plugin_session(_name)))
+    nox.session(name=f"plugin-{_name}", tags=_tags(_name))(discard_venv(_plugin_session(_name)))
 
 
 # -- the install commands the docs give ----------------------------------------------------------
