@@ -132,3 +132,21 @@ def test_old_attributes_still_work_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match="Old sets 'limits'"):
         cut = Old("m", dimensions=4)
     assert cut.embed(["a"]).shape == (1, 4)  # sent natively: the provider returns 4
+
+
+def test_a_blocking_provider_runs_as_many_calls_at_once_as_max_concurrency() -> None:
+    """asyncio's shared pool has min(32, cpus + 4) threads. Forty calls that each wait for
+    all forty finish only if the model has forty threads of its own."""
+    import threading
+
+    together = threading.Barrier(40, timeout=20)
+
+    class Blocking(embedify.EmbeddingModel):
+        capabilities = Capabilities(dimension=2)
+
+        def embed_batch(self, texts: list[str], role: Role) -> Vectors:
+            together.wait()  # a BrokenBarrierError fails the job unless all forty run at once
+            return np.ones((len(texts), 2), np.float32)
+
+    model = Blocking("m", max_concurrency=40, batch_size=1, max_retries=0)
+    assert model.embed([f"t{i}" for i in range(40)]).shape == (40, 2)

@@ -10,13 +10,17 @@ what this module defines; :class:`embedify.model.EmbeddingModel` adds the calls 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import math
 import os
 import re
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +33,10 @@ from embedify.quantize import CALIBRATED, Precision, calibration_identity
 from embedify.report import Vectors as Vectors
 
 T = TypeVar("T")
+# Each model's worker threads, kept off the model (which stays picklable) and made once: two
+# first calls on two event loops must not make two pools.
+_WORKERS: weakref.WeakKeyDictionary[ProviderModel, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+_WORKERS_LOCK = threading.Lock()
 Role = Literal["document", "query", "classification", "clustering"]
 ROLES: tuple[Role, ...] = ("document", "query", "classification", "clustering")
 
@@ -372,8 +380,21 @@ class ProviderModel:
         return asyncio.run(self.aembed_batch(texts, role))
 
     async def aembed_batch(self, texts: list[str], role: Role) -> Vectors:
-        """Native async variant of ``embed_batch``; the default runs it in a worker thread."""
-        return await asyncio.to_thread(self.embed_batch, texts, role)
+        """Native async variant of ``embed_batch``; the default runs it on this model's own
+        worker threads, as many as requests it may have in flight (asyncio's shared pool
+        would cap a blocking SDK client at a few threads, whatever ``max_concurrency`` says)."""
+        call = functools.partial(contextvars.copy_context().run, self.embed_batch, texts, role)
+        return await asyncio.get_running_loop().run_in_executor(self._worker_threads(), call)
+
+    def _worker_threads(self) -> ThreadPoolExecutor:
+        with _WORKERS_LOCK:
+            workers = _WORKERS.get(self)
+            if workers is None:
+                size = self.options.max_concurrency or self.capabilities.max_concurrency
+                workers = ThreadPoolExecutor(size, thread_name_prefix=f"embedify-{self.provider}")
+                weakref.finalize(self, workers.shutdown, wait=False)
+                _WORKERS[self] = workers
+            return workers
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens in each text; override with the model's tokenizer for exact counts."""
