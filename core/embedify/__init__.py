@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from embedify.lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from embedify.capabilities import Capabilities, Limits
     from embedify.engine.headers import retry_after_from_headers
     from embedify.engine.pacing import observe_rate_limit_headers, observe_usage
     from embedify.errors import (
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from embedify.http import HTTPEmbeddingModel, HTTPOptions
     from embedify.model import EmbeddingModel
     from embedify.options import ModelOptions, RemoteOptions
-    from embedify.protocol import ROLES, Capabilities, Limits, ModelInfo, Role, estimate_tokens
+    from embedify.protocol import ROLES, ModelInfo, Role, estimate_tokens
     from embedify.registry import get_model, register_model
     from embedify.report import EmbeddingResult, ItemReport, Report
     from embedify.scoring import cosine_similarity, similarity, top_k
@@ -49,7 +50,7 @@ _LAZY = {
     "AuthenticationError": "embedify.errors",
     "BadResponseError": "embedify.errors",
     "BatchTooLargeError": "embedify.errors",
-    "Capabilities": "embedify.protocol",
+    "Capabilities": "embedify.capabilities",
     "ConfigurationError": "embedify.errors",
     "ConnectionFailedError": "embedify.errors",
     "EmbeddingJobError": "embedify.errors",
@@ -62,7 +63,7 @@ _LAZY = {
     "InvalidInputError": "embedify.errors",
     "InvalidRequestError": "embedify.errors",
     "ItemReport": "embedify.report",
-    "Limits": "embedify.protocol",
+    "Limits": "embedify.capabilities",
     "ModelInfo": "embedify.protocol",
     "ModelNotFoundError": "embedify.errors",
     "ModelOptions": "embedify.options",

@@ -15,9 +15,9 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
+from embedify.capabilities import Capabilities, Limits
 from embedify.errors import ConfigurationError
 from embedify.model import EmbeddingModel, ModelOptions, Role, Vectors
-from embedify.protocol import Capabilities, Limits
 
 _WORD = re.compile(r"\w+")
 

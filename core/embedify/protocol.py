@@ -17,127 +17,30 @@ import math
 import os
 import re
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from embedify.capabilities import Capabilities as Capabilities
+from embedify.capabilities import DimensionsMode as DimensionsMode
+from embedify.capabilities import LegacyCapability, fold_legacy_attributes
+from embedify.capabilities import Limits as Limits
 from embedify.errors import ConfigurationError
 from embedify.options import ModelOptions, explain_options
 from embedify.quantize import CALIBRATED, Precision, calibration_identity
 from embedify.report import Vectors as Vectors
 
-T = TypeVar("T")
 # Each model's worker threads, kept off the model (which stays picklable) and made once: two
 # first calls on two event loops must not make two pools.
 _WORKERS: weakref.WeakKeyDictionary[ProviderModel, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
 _WORKERS_LOCK = threading.Lock()
 Role = Literal["document", "query", "classification", "clustering"]
 ROLES: tuple[Role, ...] = ("document", "query", "classification", "clustering")
-
-
-class Limits(BaseModel):
-    """What one request may hold. ``None`` means the provider sets no limit."""
-
-    model_config = ConfigDict(frozen=True)
-
-    max_inputs_per_request: int | None = None
-    max_tokens_per_request: int | None = None
-    max_tokens_per_input: int | None = None
-
-
-DimensionsMode = Literal["native", "matryoshka", "fixed"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Capabilities:
-    """What a model can do, known before its first call: the one value the engine reads.
-
-    A provider declares it on the class (``capabilities = Capabilities(...)``) or, when it
-    depends on the model id, returns it from :meth:`ProviderModel.configure`. It is never
-    changed in place: learning a dimension or a server's limits replaces it.
-    """
-
-    # Native output size; ``None`` learns it from the first answer.
-    dimension: int | None = None
-    # The only values ``dimensions=`` may take, e.g. ``(256, 512, 1024)`` (None: any up to
-    # ``dimension``).
-    allowed_dimensions: tuple[int, ...] | None = None
-    # How ``dimensions=`` is served: "native" sends it to the provider, "matryoshka" cuts the
-    # vectors here (their prefixes are valid embeddings), "fixed" refuses it.
-    dimensions_mode: DimensionsMode = "fixed"
-    normalized: bool = False  # outputs are unit length without our help
-    limits: Limits = Limits()  # noqa: RUF009 (frozen, so one shared default is safe)
-    # Role name -> how the provider is told (shown in ``info``); the engine refuses other roles.
-    roles: Mapping[str, str] = dataclasses.field(
-        default_factory=lambda: {"document": "plain text", "query": "plain text"}
-    )
-    precisions: tuple[str, ...] = ("float32",)  # output precisions the provider returns itself
-    truncates: bool = False  # the provider cuts over-long inputs itself
-    exact_tokens: bool = False  # count_tokens uses the model's own tokenizer
-    max_concurrency: int = 8  # requests in flight when the user sets no max_concurrency
-
-
-# The attributes providers declared before :class:`Capabilities`, and the field each became.
-# They still read (``model.dimension``), and a plugin that assigns them keeps working for one
-# release, with a DeprecationWarning.
-_LEGACY_FIELDS = {
-    "dimension": "dimension",
-    "allowed_dimensions": "allowed_dimensions",
-    "normalized": "normalized",
-    "limits": "limits",
-    "role_mapping": "roles",
-    "output_dtypes": "precisions",
-    "truncates_natively": "truncates",
-    "exact_token_count": "exact_tokens",
-    "default_max_concurrency": "max_concurrency",
-}
-
-
-def _with_legacy(capabilities: Capabilities, name: str, value: Any) -> Capabilities:
-    """``capabilities`` with the pre-Capabilities attribute ``name`` set to ``value``."""
-    mode = capabilities.dimensions_mode
-    if name == "supports_dimensions":
-        mode = "native" if value else ("fixed" if mode == "native" else mode)
-        return dataclasses.replace(capabilities, dimensions_mode=mode)
-    if name == "matryoshka":
-        if mode != "native":
-            mode = "matryoshka" if value else "fixed"
-        return dataclasses.replace(capabilities, dimensions_mode=mode)
-    return dataclasses.replace(capabilities, **{_LEGACY_FIELDS[name]: value})
-
-
-def _legacy_warning(owner: str, name: str) -> None:
-    warnings.warn(
-        f"{owner} sets {name!r}: declare capabilities = Capabilities(...) on the class or "
-        "return them from configure() instead; the attribute goes in the next release.",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
-class _LegacyCapability(Generic[T]):
-    """A pre-Capabilities attribute: reads the capability, and an assignment replaces it."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, model: ProviderModel | None, owner: type[ProviderModel]) -> T:
-        capabilities = (model or owner).capabilities
-        if self.name == "supports_dimensions":
-            return capabilities.dimensions_mode == "native"  # type: ignore[return-value]
-        if self.name == "matryoshka":
-            return capabilities.dimensions_mode == "matryoshka"  # type: ignore[return-value]
-        return getattr(capabilities, _LEGACY_FIELDS[self.name])  # type: ignore[no-any-return]
-
-    def __set__(self, model: ProviderModel, value: T) -> None:
-        _legacy_warning(type(model).__name__, self.name)
-        model.capabilities = _with_legacy(model.capabilities, self.name, value)
 
 
 class ModelInfo(BaseModel):
@@ -251,17 +154,17 @@ class ProviderModel:
     compute: str | None = None
 
     # ``capabilities`` under the names its fields had before it (assigning one is deprecated).
-    dimension: _LegacyCapability[int | None] = _LegacyCapability()
-    allowed_dimensions: _LegacyCapability[tuple[int, ...] | None] = _LegacyCapability()
-    supports_dimensions: _LegacyCapability[bool] = _LegacyCapability()
-    matryoshka: _LegacyCapability[bool] = _LegacyCapability()
-    normalized: _LegacyCapability[bool] = _LegacyCapability()
-    limits: _LegacyCapability[Limits] = _LegacyCapability()
-    role_mapping: _LegacyCapability[Mapping[str, str]] = _LegacyCapability()
-    output_dtypes: _LegacyCapability[tuple[str, ...]] = _LegacyCapability()
-    truncates_natively: _LegacyCapability[bool] = _LegacyCapability()
-    exact_token_count: _LegacyCapability[bool] = _LegacyCapability()
-    default_max_concurrency: _LegacyCapability[int] = _LegacyCapability()
+    dimension: LegacyCapability[int | None] = LegacyCapability()
+    allowed_dimensions: LegacyCapability[tuple[int, ...] | None] = LegacyCapability()
+    supports_dimensions: LegacyCapability[bool] = LegacyCapability()
+    matryoshka: LegacyCapability[bool] = LegacyCapability()
+    normalized: LegacyCapability[bool] = LegacyCapability()
+    limits: LegacyCapability[Limits] = LegacyCapability()
+    role_mapping: LegacyCapability[Mapping[str, str]] = LegacyCapability()
+    output_dtypes: LegacyCapability[tuple[str, ...]] = LegacyCapability()
+    truncates_natively: LegacyCapability[bool] = LegacyCapability()
+    exact_token_count: LegacyCapability[bool] = LegacyCapability()
+    default_max_concurrency: LegacyCapability[int] = LegacyCapability()
 
     _init_depth = 0  # constructors running on this instance (the options are checked after)
     _declared_dimension: int | None = None
@@ -292,12 +195,7 @@ class ProviderModel:
             raise TypeError(f"{cls.__name__} must implement embed_batch or aembed_batch.")
         if "__init__" in cls.__dict__:
             cls.__init__ = _checked_after(cls.__dict__["__init__"])  # type: ignore[method-assign]
-        for name in ("supports_dimensions", *_LEGACY_FIELDS, "matryoshka"):
-            declared = cls.__dict__.get(name, _LegacyCapability())
-            if not isinstance(declared, _LegacyCapability):
-                _legacy_warning(cls.__name__, name)
-                delattr(cls, name)
-                cls.capabilities = _with_legacy(cls.capabilities, name, declared)
+        fold_legacy_attributes(cls)
 
     def configure(self) -> Capabilities:
         """This model's capabilities, called once when the outermost constructor is done.

@@ -45,9 +45,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 
 import embedify
+from embedify.capabilities import Capabilities
 from embedify.errors import ConfigurationError, TransientError, error_for_status
 from embedify.model import EmbeddingModel, Role, Vectors
-from embedify.protocol import Capabilities
 
 Wrapped = TypeVar("Wrapped")
 ThisModel = TypeVar("ThisModel", bound="WrappedEmbeddingModel[Any]")

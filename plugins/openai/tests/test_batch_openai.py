@@ -253,23 +253,15 @@ def test_a_job_splits_files_at_the_limits_and_returns_every_row(tmp_path: Path) 
         assert all(b["status"] == "completed" for b in fake.batches.batches.values())
 
 
-def test_failed_requests_are_resubmitted_online(tmp_path: Path) -> None:
-    fake = FakeOpenAI(batches=FakeBatches(fail_once=frozenset({"part-000001-rows-10-20"})))
-    with serve_fake_openai(fake) as server:
+@pytest.mark.parametrize("fault", ["fail_once", "wrong_width"])
+def test_failed_or_wrong_width_requests_are_resubmitted_online(tmp_path: Path, fault: str) -> None:
+    """A request the batch failed (a 500 line), or answered with vectors of another width."""
+    batches = FakeBatches(**{fault: frozenset({"part-000001-rows-10-20"})})
+    with serve_fake_openai(FakeOpenAI(batches=batches)) as server:
         report, vectors = run_job(server, tmp_path)
         np.testing.assert_allclose(vectors, expected(TEXTS), atol=1e-7)
         assert (report.batches, report.retried, report.online) == (1, 1, 1)
-        online = [e for e in fake.log if e["path"] == "/v1/embeddings"]
-        assert [e["body"]["input"] for e in online] == [TEXTS[10:20]]
-
-
-def test_an_answer_of_another_width_is_resubmitted(tmp_path: Path) -> None:
-    fake = FakeOpenAI(batches=FakeBatches(wrong_width=frozenset({"part-000001-rows-10-20"})))
-    with serve_fake_openai(fake) as server:
-        report, vectors = run_job(server, tmp_path)
-        np.testing.assert_allclose(vectors, expected(TEXTS), atol=1e-7)
-        assert (report.batches, report.retried, report.online) == (1, 1, 1)
-        online = [e for e in fake.log if e["path"] == "/v1/embeddings"]
+        online = [e for e in server.fake.log if e["path"] == "/v1/embeddings"]
         assert [e["body"]["input"] for e in online] == [TEXTS[10:20]]
 
 
