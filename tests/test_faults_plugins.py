@@ -193,6 +193,39 @@ def test_a_bare_first_party_name_is_refused_even_when_its_owner_is_absent(
     assert "evil-dist" in refusal and "EMBEDIFY_PROVIDERS='langchain=evil-dist'" in refusal
 
 
+LOOK_ALIKES = {
+    **dict.fromkeys(["OpenAI", "OPENAI", "open-ai", "openai_", "0penai", "openal"], "openai"),
+    "Cohere": "cohere",
+    "Azure": "azure",
+}
+
+
+def test_a_name_that_looks_like_a_reserved_one_is_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'OpenAI' is how the vendor spells it in configs: a third party registering it would
+    receive the user's OpenAI key. Case, separators and 0/o, 1/l/i do not make a new name."""
+    registrations = [f"register({name!r}, {FAKE}, default_model='3')" for name in LOOK_ALIKES]
+    install(tmp_path, "evil-dist", provides("; ".join(registrations)))
+    registry, messages = loaded(tmp_path, monkeypatch)
+    for name, reserved in LOOK_ALIKES.items():
+        with pytest.raises(UnknownModelError, match=f"Did you mean '{reserved}'"):
+            registry.resolve(f"{name}:model")
+    refusals = [m for m in messages if "evil-dist" in m and "it looks like" in m]
+    assert len(refusals) == len(LOOK_ALIKES), messages
+    assert "refused the provider 'OpenAI' of" in " ".join(refusals)
+    assert "reserved for embedify-openai, whose 'openai' it looks like" in " ".join(refusals)
+
+
+def test_names_that_only_resemble_a_reserved_one_stay_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path, "ok-dist", provides(f"register('openai-compat', {FAKE}, default_model='3')"))
+    registry, messages = loaded(tmp_path, monkeypatch)
+    assert registry.resolve("openai-compat:m")[0].distribution == "ok-dist"
+    assert not [m for m in messages if "ok-dist" in m], messages
+
+
 @pytest.mark.parametrize("how", ["environment", "config"])
 def test_a_first_party_name_can_be_given_to_a_third_party_by_choice_with_a_warning(
     how: str, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch

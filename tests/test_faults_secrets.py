@@ -229,6 +229,26 @@ def test_a_base_url_login_never_shows_in_an_error_answer(
     assert not [(secret, text) for text in texts for secret in SECRETS if secret in text]
 
 
+@pytest.mark.parametrize("shape", ["text", "json"])
+@pytest.mark.parametrize("offset", [280, 292])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_key_echoed_in_an_error_body_never_shows_even_in_part(
+    provider: str, offset: int, shape: str
+) -> None:
+    """A proxy that echoes the request into its error page puts the key anywhere, also where
+    the message is cut for display: no part of it may show (secrets go before the cut)."""
+
+    def echo(request: Any) -> Response:
+        sent = KEY if KEY in str(request.headers) else "no key"
+        text = "y" * offset + sent + " (echoed by the proxy)"
+        return Response(500, text if shape == "text" else {"echo": text})
+
+    with LoopbackServer(echo) as server:
+        error = _failure(PROVIDERS[provider](server.url))
+    assert "yyyy" in str(error)  # the body is shown, cut
+    assert KEY[:6] not in str(error)
+
+
 @pytest.mark.parametrize("provider", [name for name in PROVIDERS if name != "core-stdlib"])
 def test_a_base_url_query_is_refused_without_showing_it(provider: str, dead_url: str) -> None:
     """``?api_key=...`` in base_url would be merged into request paths and logged by httpx."""

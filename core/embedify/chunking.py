@@ -173,7 +173,7 @@ def _read(path: Path, skip: Callable[[Path, str], None]) -> str | None:
         skip(path, "binary")
         return None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a BOM (Windows editors write one) is not text
     except UnicodeDecodeError:
         skip(path, "not UTF-8")
         return None

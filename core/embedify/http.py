@@ -364,9 +364,16 @@ def _split_login(url: str) -> tuple[str, tuple[str, str] | None]:
     return bare, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
+#: How much of an error body is read for its message: bounded for cost, far above what shows.
+_DESCRIBED_CHARS = 65_536
+
+
 def _describe(body: Any) -> tuple[str, str | None]:
     """The message and code in an error body of any common shape (OpenAI's ``error`` object,
-    TEI's ``error``/``error_type``, Cohere's ``message``, FastAPI's ``detail``), or its text."""
+    TEI's ``error``/``error_type``, Cohere's ``message``, FastAPI's ``detail``), or its text.
+
+    Not cut for display here: secrets are removed first, and a secret cut in two would no
+    longer be found (``untrusted`` shortens the text afterwards). Only a huge body is bounded."""
     if isinstance(body, Mapping):
         inner = body.get("error")
         if isinstance(inner, Mapping):
@@ -381,10 +388,10 @@ def _describe(body: Any) -> tuple[str, str | None]:
                 text = value if isinstance(value, str) else json.dumps(value)
                 kind = body.get("type") or body.get("code")
                 return text, None if kind is None or isinstance(kind, int) else str(kind)
-        return json.dumps(body)[:300], None
+        return json.dumps(body)[:_DESCRIBED_CHARS], None
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
-    return ("" if body is None else str(body).strip())[:300], None
+    return ("" if body is None else str(body).strip())[:_DESCRIBED_CHARS], None
 
 
 def _body(response: Any) -> Any:

@@ -117,7 +117,7 @@ def read_lines(name: str) -> list[str]:
     """The non-blank lines of a UTF-8 file; other bytes are a usage error saying how to convert."""
     data = Path(name).read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a leading BOM is not part of the first line
     except UnicodeDecodeError as error:
         raise UsageFailure(
             f"{name} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "

@@ -19,8 +19,22 @@ NAMED_SKIPS = 20
 
 
 def shown_path(path: str | os.PathLike[str]) -> str:
-    """A path as it can always be printed: bytes that are not UTF-8 as ``\\xff`` escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path as one printable line that is only its name: bytes that are not UTF-8 as
+    ``\\xff``, and characters that do not print (a newline that would forge a result line, an
+    escape sequence that would rewrite the terminal, a bidi override) as ``\\n``, ``\\x1b``,
+    ``\\u202e``. A folder someone else wrote names its files as it likes."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def printable_text(text: str) -> str:
+    """A file's text as the terminal may show it: lines kept, tabs as spaces, and every other
+    control character (escape sequences, carriage returns, bidi overrides) as ``?``; the
+    zero-width joiner that builds emoji stays."""
+    return "".join(
+        c if c == "\n" or c.isprintable() or c == "\u200d" else " " if c == "\t" else "?"
+        for c in text
+    )
 
 
 def _warn_skipped(root: Path, skips: list[tuple[Path, str]]) -> None:
@@ -162,8 +176,9 @@ def search(
         meta = hit.metadata
         click.echo(
             click.style(
-                f"{hit.score:.3f}  {meta['file']}:{meta['start_line']}-{meta['end_line']}",
+                f"{hit.score:.3f}  {shown_path(meta['file'])}:"
+                f"{meta['start_line']}-{meta['end_line']}",
                 bold=True,
             )
         )
-        click.echo("    " + preview(hit.text).replace("\n", "\n    "))
+        click.echo("    " + preview(printable_text(hit.text)).replace("\n", "\n    "))

@@ -98,9 +98,24 @@ def install_hint(distribution: str) -> str:
     )
 
 
+#: Separators, and the characters that pass for one another in a name (0/o, 1/l/i, rn/m).
+_LOOK_ALIKE = str.maketrans({"0": "o", "1": "i", "l": "i", "-": None, "_": None, ".": None})
+
+
+def skeleton(name: str) -> str:
+    """How ``name`` reads to a person: ``OpenAI``, ``open-ai`` and ``0penai`` all read as
+    ``openai``, so a plugin cannot take a reserved name by spelling it another way."""
+    return name.casefold().translate(_LOOK_ALIKE).replace("rn", "m")
+
+
 def reserved_owner(name: str, owners: dict[str, str]) -> str | None:
-    """Who ``name`` is reserved for, as shown to users, or None when anyone may take it."""
+    """Who ``name``, or a name it looks like, is reserved for, as shown to users; None when
+    anyone may take it."""
     owner = owners.get(name)
     if owner is None:
-        return None
+        look_alikes = (n for n in owners if skeleton(n) == skeleton(name))
+        copied = next(look_alikes, None)
+        if copied is None:
+            return None
+        owner = f"{owners[copied]}, whose {copied!r} it looks like"
     return f"{owner} (built in)" if owner == CORE_DISTRIBUTION else owner

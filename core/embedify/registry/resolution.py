@@ -8,7 +8,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 
 from embedify.errors import ConfigurationError, UnknownModelError
-from embedify.registry.first_party import FIRST_PARTY, install_hint
+from embedify.registry.first_party import FIRST_PARTY, install_hint, skeleton
 from embedify.registry.registrations import Provider
 
 
@@ -85,7 +85,9 @@ def _unknown_provider(
             f"Provider {name!r} is not installed. Installed providers: {installed}. "
             f"To use {name!r}, {install_hint(FIRST_PARTY[name])}"
         )
-    close = difflib.get_close_matches(name, sorted({*provider_names, *FIRST_PARTY}), n=3)
+    known = sorted({*provider_names, *FIRST_PARTY})
+    same = [known_name for known_name in known if skeleton(known_name) == skeleton(name)]
+    close = list(dict.fromkeys([*same, *difflib.get_close_matches(name, known, n=3)]))[:3]
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     message = f"Unknown provider {name!r}.{hint} Installed providers: {installed}."
     if close and close[0] not in provider_names and close[0] in FIRST_PARTY:

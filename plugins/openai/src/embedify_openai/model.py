@@ -189,10 +189,17 @@ class OpenAIEmbeddingModel(embedify.HTTPEmbeddingModel):
             raise self.transport_error(error) from None
         self.check_response(raw.status_code, raw.headers, None, "")
         try:  # read the JSON ourselves: the SDK's model building costs more than the request
-            body = json.loads(raw.content)
-            items = body["data"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise errors.BadResponseError(f"unreadable embeddings response: {error}") from None
+            body, found = json.loads(raw.content), "JSON without a 'data' list of embeddings"
+        except ValueError:
+            body, found = None, "no JSON"
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list):  # a web page, a proxy's {}: base_url points elsewhere
+            shown = errors.untrusted(self.redact(raw.text), 80)
+            raise errors.BadResponseError(
+                f"{self.redact(str(raw.url))} answered {raw.status_code} with {found} "
+                f"({shown}): is base_url ({self.base_url}) an OpenAI-compatible API?",
+                status=raw.status_code,
+            )
         usage = body.get("usage")
         if isinstance(usage, dict) and type(usage.get("prompt_tokens")) is int:
             # What the key was charged: keeps the token bucket exact when processes share a key.
